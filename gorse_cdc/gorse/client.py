@@ -1,0 +1,252 @@
+"""Async Gorse client: one aiohttp session, pooled, with timeouts and typed errors.
+
+- Feedback is written with PUT (overwrite), never POST: Gorse 0.5 adds Value on conflict for
+  POST, so a replayed POST would inflate it. PUT makes every write idempotent.
+- Retriable: connection errors, timeouts, 429, 5xx (including SQLite's "database is locked").
+  Permanent: every other 4xx, with Gorse's message.
+- Entities are validated (IDs, labels) when they are built, so bad input is refused before
+  any request is sent.
+- The API key travels only in the X-API-Key header; it is never in a repr, a log line or an
+  exception message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from gorse_cdc.errors import GorsePermanentError, GorseRetriableError
+from gorse_cdc.gorse.models import Feedback, Item, User, validate_id
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+LatencyObserver = Callable[[str, float], None]
+
+
+def _seg(kind: str, value: str) -> str:
+    return quote(validate_id(kind, value), safe="")
+
+
+def chunks(rows: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+class GorseClient:
+    """Talks to a Gorse server (or gorse-in-one / master for the bulk endpoints)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        batch_size: int = 500,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        max_connections: int = 16,
+        verify_tls: bool = True,
+        observe_latency: LatencyObserver | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._api_key = api_key
+        self.batch_size = batch_size
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
+        self._max_connections = max_connections
+        self._verify_tls = verify_tls
+        self._observe = observe_latency
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:  # never the key
+        return f"GorseClient({self._base!r}, api_key={'***' if self._api_key else None})"
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> GorseClient:
+        g = settings.gorse
+        return cls(
+            settings.gorse_url,
+            g.api_key.get_secret_value() or None,
+            batch_size=g.batch_size,
+            timeout_s=g.timeout_s,
+            connect_timeout_s=g.connect_timeout_s,
+            max_connections=g.max_connections,
+            verify_tls=g.verify_tls,
+            **kwargs,
+        )
+
+    async def __aenter__(self) -> GorseClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"Content-Type": "application/json"}
+            if self._api_key:
+                headers["X-API-Key"] = self._api_key
+            self._session = aiohttp.ClientSession(
+                headers=headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._verify_tls),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ---- transport -----------------------------------------------------------------
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        raw: bool = False,
+    ) -> Any:
+        session = self._ensure_session()
+        data = orjson.dumps(body) if body is not None else None
+        started = time.perf_counter()
+        try:
+            async with session.request(method, self._base + path, data=data, params=params) as resp:
+                payload = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
+        finally:
+            if self._observe is not None:
+                self._observe(method, time.perf_counter() - started)
+        if status >= 400:
+            message = payload.decode("utf-8", "replace").strip()[:500]
+            if status == 429 or status >= 500:
+                after = float(retry_after) if retry_after and retry_after.isdigit() else None
+                raise GorseRetriableError(method, path, status, message, after)
+            raise GorsePermanentError(method, path, status, message)
+        if raw:
+            return payload
+        return orjson.loads(payload) if payload else None
+
+    # ---- health --------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        """GET /api/health/ready; raises GorseRetriableError when not ready."""
+        result: dict[str, Any] = await self._request("GET", "/api/health/ready")
+        return result
+
+    # ---- writes (batched and chunked) -----------------------------------------------
+    async def _chunked(self, method: str, path: str, rows: Sequence[dict[str, Any]]) -> int:
+        affected = 0
+        for chunk in chunks(rows, self.batch_size):
+            result = await self._request(method, path, body=list(chunk))
+            affected += int((result or {}).get("RowAffected", 0))
+        return affected
+
+    async def upsert_users(self, users: Sequence[User]) -> int:
+        return await self._chunked("POST", "/api/users", [u.to_json() for u in users])
+
+    async def upsert_items(self, items: Sequence[Item]) -> int:
+        return await self._chunked("POST", "/api/items", [i.to_json() for i in items])
+
+    async def put_feedback(self, feedback: Sequence[Feedback]) -> int:
+        """Overwrite feedback rows (idempotent). Never POST: see the module docstring."""
+        return await self._chunked("PUT", "/api/feedback", [f.to_json() for f in feedback])
+
+    async def patch_user(self, user_id: str, *, labels: Any = None, comment: str | None = None) -> None:
+        body = {"Labels": labels, "Comment": comment}
+        await self._request("PATCH", f"/api/user/{_seg('UserId', user_id)}", body=body)
+
+    async def patch_item(self, item_id: str, patch: dict[str, Any]) -> None:
+        await self._request("PATCH", f"/api/item/{_seg('ItemId', item_id)}", body=patch)
+
+    async def delete_user(self, user_id: str) -> None:
+        """Deletes the user and, in Gorse, all of the user's feedback."""
+        await self._request("DELETE", f"/api/user/{_seg('UserId', user_id)}")
+
+    async def delete_item(self, item_id: str) -> None:
+        await self._request("DELETE", f"/api/item/{_seg('ItemId', item_id)}")
+
+    async def delete_feedback(self, user_id: str, item_id: str, feedback_type: str | None = None) -> int:
+        """Delete one typed row, or every type for (user, item) when feedback_type is None."""
+        u, i = _seg("UserId", user_id), _seg("ItemId", item_id)
+        path = f"/api/feedback/{u}/{i}"
+        if feedback_type is not None:
+            path = f"/api/feedback/{_seg('FeedbackType', feedback_type)}/{u}/{i}"
+        result = await self._request("DELETE", path)
+        return int((result or {}).get("RowAffected", 0))
+
+    # ---- reads -------------------------------------------------------------------------
+    async def get_user(self, user_id: str) -> User | None:
+        try:
+            return User.from_json(await self._request("GET", f"/api/user/{_seg('UserId', user_id)}"))
+        except GorsePermanentError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def get_item(self, item_id: str) -> Item | None:
+        try:
+            return Item.from_json(await self._request("GET", f"/api/item/{_seg('ItemId', item_id)}"))
+        except GorsePermanentError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def user_feedback(self, user_id: str, feedback_type: str | None = None) -> list[Feedback]:
+        path = f"/api/user/{_seg('UserId', user_id)}/feedback"
+        if feedback_type is not None:
+            path += f"/{_seg('FeedbackType', feedback_type)}"
+        rows = await self._request("GET", path)
+        return [Feedback.from_json(r) for r in rows or []]
+
+    async def item_feedback(self, item_id: str, feedback_type: str | None = None) -> list[Feedback]:
+        path = f"/api/item/{_seg('ItemId', item_id)}/feedback/"
+        if feedback_type is not None:
+            path = f"/api/item/{_seg('ItemId', item_id)}/feedback/{_seg('FeedbackType', feedback_type)}"
+        rows = await self._request("GET", path)
+        return [Feedback.from_json(r) for r in rows or []]
+
+    async def _paginate(self, path: str, key: str, page_size: int) -> AsyncIterator[dict[str, Any]]:
+        cursor = ""
+        while True:
+            page = await self._request("GET", path, params={"n": str(page_size), "cursor": cursor})
+            for row in page.get(key) or []:
+                yield row
+            cursor = page.get("Cursor") or ""
+            if not cursor:
+                return
+
+    async def iter_users(self, page_size: int = 1000) -> AsyncIterator[User]:
+        async for row in self._paginate("/api/users", "Users", page_size):
+            yield User.from_json(row)
+
+    async def iter_items(self, page_size: int = 1000) -> AsyncIterator[Item]:
+        async for row in self._paginate("/api/items", "Items", page_size):
+            yield Item.from_json(row)
+
+    async def iter_feedback(self, page_size: int = 1000) -> AsyncIterator[Feedback]:
+        async for row in self._paginate("/api/feedback", "Feedback", page_size):
+            yield Feedback.from_json(row)
+
+    # ---- master bulk export (JSONL) ------------------------------------------------------
+    async def _export(self, what: str) -> list[dict[str, Any]]:
+        payload: bytes = await self._request("GET", f"/api/bulk/{what}", raw=True)
+        return [orjson.loads(line) for line in payload.splitlines() if line.strip()]
+
+    async def export_users(self) -> list[User]:
+        return [User.from_json(d) for d in await self._export("users")]
+
+    async def export_items(self) -> list[Item]:
+        return [Item.from_json(d) for d in await self._export("items")]
+
+    async def export_feedback(self) -> list[Feedback]:
+        return [Feedback.from_json(d) for d in await self._export("feedback")]

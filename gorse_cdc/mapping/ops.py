@@ -1,0 +1,119 @@
+"""Gorse operations: what one row change asks of Gorse. Pure values, no I/O.
+
+Each operation names the entity it touches (``entity_key``) so changes can be coalesced per
+key, and the user whose derived liked labels it may change (``liked_labels_of``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gorse_cdc.gorse.models import Feedback, Item, User
+
+EntityKey = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertUser:
+    """Demographic labels only; the derived liked labels are merged in by the writer."""
+
+    user: User
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("user", self.user.user_id)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return self.user.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteUser:
+    user_id: str
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("user", self.user_id)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertItem:
+    item: Item
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("item", self.item.item_id)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteItem:
+    item_id: str
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("item", self.item_id)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PutFeedback:
+    """PUT the row, then delete every other type for (user, item) (a threshold crossing)."""
+
+    feedback: Feedback
+    stale_types: tuple[str, ...]
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("feedback", self.feedback.user_id, self.feedback.item_id)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return self.feedback.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFeedback:
+    """Delete every feedback type for (user, item)."""
+
+    user_id: str
+    item_id: str
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("feedback", self.user_id, self.item_id)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return self.user_id
+
+
+Operation = UpsertUser | DeleteUser | UpsertItem | DeleteItem | PutFeedback | DeleteFeedback
+
+
+def describe(op: Operation) -> dict[str, Any]:
+    """A JSON-able description (dry runs, logs, dead letters)."""
+    name = type(op).__name__
+    if isinstance(op, UpsertUser):
+        return {"op": name, **op.user.to_json()}
+    if isinstance(op, UpsertItem):
+        return {"op": name, **op.item.to_json()}
+    if isinstance(op, PutFeedback):
+        return {"op": name, **op.feedback.to_json(), "stale_types": list(op.stale_types)}
+    if isinstance(op, DeleteUser):
+        return {"op": name, "UserId": op.user_id}
+    if isinstance(op, DeleteItem):
+        return {"op": name, "ItemId": op.item_id}
+    return {"op": name, "UserId": op.user_id, "ItemId": op.item_id}

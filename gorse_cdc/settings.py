@@ -1,0 +1,216 @@
+"""The one settings object. Everything configurable reads from here; nothing reads os.environ.
+
+Sources, highest priority first: constructor arguments, environment variables prefixed
+``GORSE_CDC_`` (nested with ``__``, e.g. ``GORSE_CDC_GORSE__API_KEY``), the TOML file named by
+``GORSE_CDC_CONFIG`` (default ``gorse-cdc.toml`` if it exists), then the defaults below.
+
+With ``local = true`` (the default) every endpoint that is not set explicitly points at the
+local stack on loopback (``gorse-cdc stack up``). With ``local = false`` unset AWS endpoints
+mean the real AWS services, and the Gorse URL and source DSN must be given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+LOCAL_AWS_KEY = "test"  # the emulators accept any credentials; never used with local = false
+
+
+class StackSettings(BaseModel):
+    """The local stack: where it keeps data and logs, and the loopback ports it listens on."""
+
+    dir: Path = Path(".stack")
+    host: str = "127.0.0.1"
+    port_offset: int = Field(0, description="added to every port, to run several stacks side by side")
+    postgres_port: int = 15432
+    gorse_http_port: int = 18088
+    gorse_grpc_port: int = 18086
+    gorse_server_port: int = 18087
+    gorse_worker_port: int = 18089
+    kinesis_port: int = 14567
+    moto_port: int = 15000
+    kinesis_emulator: Literal["kinesalite", "kinesis-local"] = "kinesalite"
+    gorse_store: Literal["sqlite", "postgres"] = "sqlite"
+    gorse_version: str = "v0.5.11"
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "gorse-cdc",
+        description="where built binaries and npm packages are cached across stacks",
+    )
+
+    def port(self, name: str) -> int:
+        return int(getattr(self, f"{name}_port")) + self.port_offset
+
+
+class SourceSettings(BaseModel):
+    """The source database (RDS in AWS, the stack's PostgreSQL locally)."""
+
+    dsn: SecretStr | None = None
+    database: str = "ott"
+    user: str = "gorse_cdc"
+    password: SecretStr = SecretStr("gorse_cdc")
+    schema_name: str = "public"
+    slot_name: str = "gorse_cdc_dms"
+
+
+class GorseSettings(BaseModel):
+    url: str | None = None
+    api_key: SecretStr = SecretStr("gorse-cdc-local-api-key")
+    batch_size: int = Field(500, ge=1, le=10_000)
+    timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(16, ge=1)
+    verify_tls: bool = True
+
+
+class AwsSettings(BaseModel):
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="S3/DynamoDB/SQS endpoint (moto, LocalStack)")
+    kinesis_endpoint_url: str | None = Field(None, description="Kinesis endpoint (emulator)")
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class KinesisSettings(BaseModel):
+    stream_name: str = "gorse-cdc-dms"
+    shard_count: int = Field(2, ge=1)
+    message_format: Literal["json", "json-unformatted"] = "json-unformatted"
+    include_transaction_details: bool = True
+    include_before_image: bool = True
+
+
+class S3Settings(BaseModel):
+    bucket: str = "gorse-cdc-dms"
+    prefix: str = "dms"
+    compression: Literal["NONE", "GZIP"] = "NONE"
+    data_format: Literal["csv", "parquet"] = "csv"
+    date_partition: bool = False
+    timestamp_column: str | None = None
+    cdc_max_batch_interval_s: float = 60.0
+    cdc_min_file_size_kb: int = 32_000
+
+
+class LeaseSettings(BaseModel):
+    table: str = "gorse-cdc-leases"
+    failover_ms: int = Field(10_000, ge=1000)
+    max_leases_to_steal: int = Field(1, ge=0)
+
+
+class DeadLetterSettings(BaseModel):
+    kind: Literal["s3", "sqs"] = "s3"
+    s3_prefix: str = "dead-letters"
+    sqs_queue: str = "gorse-cdc-dead-letters"
+
+
+class ConsumerSettings(BaseModel):
+    worker_id: str | None = None
+    max_records_per_call: int = Field(10_000, ge=1, le=10_000)
+    idle_pause_ms: int = Field(1000, ge=0)
+    max_in_flight_records: int = Field(20_000, ge=1, description="bounds memory per worker")
+    gorse_concurrency: int = Field(8, ge=1)
+    metrics_port: int = 9108
+    shutdown_timeout_s: float = 20.0
+
+
+class MappingSettings(BaseModel):
+    path: Path | None = Field(None, description="a mapping TOML; the seed's default when unset")
+    zip_privacy: Literal["keep", "prefix3", "drop"] = "keep"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GORSE_CDC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    local: bool = True
+    stack: StackSettings = StackSettings()
+    source: SourceSettings = SourceSettings()
+    gorse: GorseSettings = GorseSettings()
+    aws: AwsSettings = AwsSettings()
+    kinesis: KinesisSettings = KinesisSettings()
+    s3: S3Settings = S3Settings()
+    leases: LeaseSettings = LeaseSettings()
+    dead_letters: DeadLetterSettings = DeadLetterSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    mapping: MappingSettings = MappingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("GORSE_CDC_CONFIG", "gorse-cdc.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    # ---- derived endpoints -------------------------------------------------------------
+    def _loopback(self, name: str, scheme: str = "http") -> str:
+        return f"{scheme}://{self.stack.host}:{self.stack.port(name)}"
+
+    @property
+    def gorse_url(self) -> str:
+        if self.gorse.url:
+            return self.gorse.url.rstrip("/")
+        if not self.local:
+            raise ValueError("gorse.url must be set when local = false (GORSE_CDC_GORSE__URL)")
+        return self._loopback("gorse_http")
+
+    @property
+    def source_dsn(self) -> str:
+        if self.source.dsn is not None:
+            return self.source.dsn.get_secret_value()
+        if not self.local:
+            raise ValueError("source.dsn must be set when local = false (GORSE_CDC_SOURCE__DSN)")
+        return (
+            f"postgresql://{self.source.user}:{self.source.password.get_secret_value()}"
+            f"@{self.stack.host}:{self.stack.port('postgres')}/{self.source.database}"
+        )
+
+    @property
+    def aws_endpoint_url(self) -> str | None:
+        if self.aws.endpoint_url:
+            return self.aws.endpoint_url
+        return self._loopback("moto") if self.local else None
+
+    @property
+    def kinesis_endpoint_url(self) -> str | None:
+        if self.aws.kinesis_endpoint_url:
+            return self.aws.kinesis_endpoint_url
+        if not self.local:
+            return self.aws_endpoint_url
+        return self._loopback("kinesis")
+
+    def aws_client_kwargs(self, service: str) -> dict[str, str]:
+        """Keyword arguments for boto3/aiobotocore ``create_client(service, **kwargs)``."""
+        kwargs: dict[str, str] = {"region_name": self.aws.region}
+        endpoint = self.kinesis_endpoint_url if service == "kinesis" else self.aws_endpoint_url
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
+        if self.aws.access_key_id and self.aws.secret_access_key:
+            kwargs["aws_access_key_id"] = self.aws.access_key_id.get_secret_value()
+            kwargs["aws_secret_access_key"] = self.aws.secret_access_key.get_secret_value()
+        elif self.local:
+            kwargs["aws_access_key_id"] = LOCAL_AWS_KEY
+            kwargs["aws_secret_access_key"] = LOCAL_AWS_KEY
+        return kwargs
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
