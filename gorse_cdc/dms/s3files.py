@@ -1,0 +1,175 @@
+"""The S3 target's layout and CSV format, as AWS DMS writes them (dms-format.md).
+
+- Full load: [prefix/]schema/table/LOAD00000001.csv (8-digit *hex* counter), no header,
+  rows in the table's column order, NULL for nulls, RFC 4180 quoting. Op only when asked.
+- CDC: [prefix/]schema/table/[YYYY/MM/DD/]YYYYMMDD-HHMMSSmmm.csv with Op (I/U/D) first;
+  U holds the after-row, D the row as it was. An optional timestamp column follows Op.
+- DMS CSVs carry no header, so the table definitions live beside them (our schema file):
+  [prefix/]_table_definitions/schema/table.json {"columns": [{"name","type"}], "primary_key"}.
+Pure: bytes in, bytes out; the S3 I/O lives with the callers.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gorse_cdc.errors import PermanentRecordError
+
+NULL = "NULL"
+LOAD_RE = re.compile(r"LOAD([0-9A-F]{8})\.(csv|parquet)(\.gz)?$")
+CDC_RE = re.compile(r"(\d{8})-(\d{9})\.(csv|parquet)(\.gz)?$")
+
+
+class S3FormatError(PermanentRecordError):
+    pass
+
+
+@dataclass(frozen=True)
+class TableDefinition:
+    schema: str
+    table: str
+    columns: tuple[tuple[str, str], ...]  # (name, source type)
+    primary_key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "schema": self.schema,
+                "table": self.table,
+                "columns": [{"name": n, "type": t} for n, t in self.columns],
+                "primary_key": list(self.primary_key),
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> TableDefinition:
+        d = orjson.loads(raw)
+        return cls(
+            d["schema"],
+            d["table"],
+            tuple((c["name"], c["type"]) for c in d["columns"]),
+            tuple(d["primary_key"]),
+        )
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p)
+
+
+def table_prefix(prefix: str, schema: str, table: str) -> str:
+    return _join(prefix, schema, table) + "/"
+
+
+def table_definition_key(prefix: str, schema: str, table: str) -> str:
+    return _join(prefix, "_table_definitions", schema, f"{table}.json")
+
+
+def _ext(data_format: str, gzip_: bool) -> str:
+    return f".{data_format}" + (".gz" if gzip_ and data_format == "csv" else "")
+
+
+def load_file_key(
+    prefix: str, schema: str, table: str, n: int, data_format: str = "csv", gzip_: bool = False
+) -> str:
+    return _join(prefix, schema, table, f"LOAD{n:08X}{_ext(data_format, gzip_)}")
+
+
+def cdc_file_key(
+    prefix: str,
+    schema: str,
+    table: str,
+    when: datetime,
+    *,
+    date_partition: bool = False,
+    data_format: str = "csv",
+    gzip_: bool = False,
+) -> str:
+    when = when.astimezone(UTC)
+    name = when.strftime("%Y%m%d-%H%M%S") + f"{when.microsecond // 1000:03d}" + _ext(data_format, gzip_)
+    folder = when.strftime("%Y/%m/%d") if date_partition else ""
+    return _join(prefix, schema, table, folder, name)
+
+
+@dataclass(frozen=True, order=True)
+class S3FileName:
+    """Sort key for a table's files: LOAD files first (by counter), then CDC by time."""
+
+    kind: int  # 0 load, 1 cdc
+    order: str
+    key: str
+
+    @property
+    def is_load(self) -> bool:
+        return self.kind == 0
+
+
+def classify_key(key: str) -> S3FileName | None:
+    name = key.rsplit("/", 1)[-1]
+    if m := LOAD_RE.match(name):
+        return S3FileName(0, m.group(1), key)
+    if m := CDC_RE.match(name):
+        return S3FileName(1, m.group(1) + m.group(2), key)
+    return None
+
+
+def format_value(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return str(v)
+
+
+def encode_csv(rows: Iterable[Sequence[Any]], *, gzip_: bool = False) -> bytes:
+    """RFC 4180 CSV, "\\n" row delimiter, NULL for nulls, no header."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    for row in rows:
+        w.writerow([NULL if (s := format_value(v)) is None else s for v in row])
+    data = buf.getvalue().encode("utf-8")
+    return gzip.compress(data, mtime=0) if gzip_ else data
+
+
+def decode_csv(data: bytes) -> Iterator[list[str]]:
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    yield from csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+
+
+def rows_from_file(
+    data: bytes,
+    definition: TableDefinition,
+    *,
+    has_op: bool,
+    timestamp_column: bool = False,
+) -> Iterator[tuple[str, dict[str, str | None]]]:
+    """Yield (op, row) with op in I/U/D ("L" for full-load rows without Op)."""
+    names = definition.column_names
+    lead = int(has_op) + int(timestamp_column)
+    for i, fields in enumerate(decode_csv(data)):
+        if len(fields) != lead + len(names):
+            raise S3FormatError(
+                f"{definition.schema}.{definition.table} line {i + 1}: {len(fields)} fields, "
+                f"expected {lead + len(names)}"
+            )
+        op = fields[0] if has_op else "L"
+        if op not in ("I", "U", "D", "L"):
+            raise S3FormatError(f"line {i + 1}: unknown Op {op!r}")
+        values = fields[lead:]
+        yield op, {n: (None if v == NULL else v) for n, v in zip(names, values, strict=True)}

@@ -1,0 +1,67 @@
+"""`gorse-cdc stack up | down | status | logs`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from gorse_cdc.settings import Settings
+from gorse_cdc.stack.components import Stack
+from gorse_cdc.stack.resources import ensure_all
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "stack",
+        help="run the local stack (PostgreSQL+wal2json, Gorse, Kinesis emulator, moto) on loopback",
+        description=(
+            "Install (once) and start the local stack on loopback. Idempotent: `up` twice is "
+            "harmless. Data and logs live under settings.stack.dir (.stack/ by default); `down` "
+            "stops exactly the processes recorded in its pid files. Ports and choices come from "
+            "the settings (GORSE_CDC_STACK__*), e.g. GORSE_CDC_STACK__KINESIS_EMULATOR=kinesis-local."
+        ),
+    )
+    ss = p.add_subparsers(dest="stack_cmd", required=True)
+    ss.add_parser("up", help="install what is missing, start every part, wait until healthy")
+    down = ss.add_parser("down", help="stop the stack's processes")
+    down.add_argument("--purge", action="store_true", help="also delete the stack's data directory")
+    ss.add_parser("status", help="which parts run, with their pids and endpoints")
+    logs = ss.add_parser("logs", help="print the last lines of a part's log")
+    logs.add_argument("part", choices=Stack.PARTS)
+    logs.add_argument("-n", type=int, default=50, help="number of lines (default 50)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    stack = Stack(settings)
+    if args.stack_cmd == "up":
+        started = time.monotonic()
+        parts = stack.up()
+        resources = ensure_all(settings)
+        for part in parts:
+            print(f"  {part.name:<28} {part.endpoint}")
+        for what, name in resources.items():
+            print(f"  {what:<28} {name}")
+        print(f"stack up in {time.monotonic() - started:.1f} s (data and logs: {stack.root})")
+        return 0
+    if args.stack_cmd == "down":
+        stopped = stack.down()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        if args.purge:
+            import shutil
+
+            shutil.rmtree(stack.root, ignore_errors=True)
+            print(f"removed {stack.root}")
+        return 0
+    if args.stack_cmd == "status":
+        running = 0
+        for name, pid in stack.status().items():
+            print(f"  {name:<10} {'running, pid ' + str(pid) if pid else 'stopped'}")
+            running += pid is not None
+        return 0 if running == len(Stack.PARTS) else 3
+    log = stack.procs.log_file(args.part)
+    if not log.exists():
+        print(f"no log yet for {args.part} ({log})")
+        return 1
+    print("\n".join(log.read_text(errors="replace").splitlines()[-args.n :]))
+    return 0

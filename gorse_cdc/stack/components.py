@@ -1,0 +1,291 @@
+"""The local stack's parts: PostgreSQL (source DB), Gorse, a Kinesis emulator and moto.
+
+Each part knows how to start, how to tell it is healthy, and its endpoint. All listen on
+loopback; all data and logs live under settings.stack.dir.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from gorse_cdc.errors import FatalError
+from gorse_cdc.settings import Settings
+from gorse_cdc.stack import install
+from gorse_cdc.stack.processes import ProcessSpec, ProcessTable, http_ok, tcp_open, wait_until
+
+PG_USER = "postgres"
+
+
+@dataclass
+class Part:
+    name: str
+    endpoint: str
+
+
+class Stack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.stack.dir.resolve()
+        self.procs = ProcessTable(self.root)
+        self.host = settings.stack.host
+
+    # ---- PostgreSQL ----------------------------------------------------------------------
+    @property
+    def pg_data(self) -> Path:
+        return self.root / "postgres" / "data"
+
+    def _pg_as_owner(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", PG_USER, "--", *argv] if os.geteuid() == 0 else argv
+
+    def _pg_init(self) -> None:
+        if (self.pg_data / "PG_VERSION").exists():
+            return
+        base = self.root / "postgres"
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "run").mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            for p in (self.root, base, base / "run"):
+                os.chmod(p, 0o755)  # noqa: S103 - postgres must traverse it
+            shutil.chown(base, PG_USER, PG_USER)
+            shutil.chown(base / "run", PG_USER, PG_USER)
+        pwfile = base / "pw"
+        pwfile.write_text("postgres\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, PG_USER, PG_USER)
+        subprocess.run(
+            self._pg_as_owner(
+                [
+                    str(install.PG_BIN / "initdb"),
+                    "-D",
+                    str(self.pg_data),
+                    "-U",
+                    "postgres",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        pwfile.unlink()
+        conf = self.pg_data / "postgresql.conf"
+        with conf.open("a") as f:
+            f.write(
+                "\n# gorse-cdc local stack\n"
+                f"listen_addresses = '{self.host}'\n"
+                f"port = {self.settings.stack.port('postgres')}\n"
+                f"unix_socket_directories = '{base / 'run'}'\n"
+                "wal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n"
+                "max_connections = 200\nshared_buffers = 256MB\nfsync = on\n"
+                "wal_sender_timeout = 0\n"
+            )
+        hba = self.pg_data / "pg_hba.conf"
+        hba.write_text(
+            "local all all trust\n"
+            f"host all all {self.host}/32 scram-sha-256\n"
+            f"host replication all {self.host}/32 scram-sha-256\n"
+        )
+
+    def _psql(self, sql: str, db: str = "postgres") -> str:
+        argv = self._pg_as_owner(
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.root / "postgres" / "run"),
+                "-p",
+                str(self.settings.stack.port("postgres")),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-tAc",
+                sql,
+            ]
+        )
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise FatalError(f"psql failed: {proc.stderr.strip()}")
+        return proc.stdout.strip()
+
+    def _pg_bootstrap(self) -> None:
+        s = self.settings.source
+        user, pw, db = s.user, s.password.get_secret_value(), s.database
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", user) or not re.fullmatch(r"[a-z_][a-z0-9_]*", db):
+            raise FatalError("source.user and source.database must be plain lower-case identifiers")
+        pw_sql = pw.replace("'", "''")
+        if not self._psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'"):
+            self._psql(f"CREATE ROLE {user} LOGIN REPLICATION PASSWORD '{pw_sql}'")
+        for name in (db, "gorse"):
+            if not self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+                self._psql(f"CREATE DATABASE {name} OWNER {user}")
+        schema = resources.files("gorse_cdc.stack").joinpath("schema.sql").read_text("utf-8")
+        self._psql(f"SET ROLE {user}; {schema}", db=db)
+
+    def start_postgres(self) -> Part:
+        install.ensure_postgres()
+        self._pg_init()
+        port = self.settings.stack.port("postgres")
+        self.procs.start(
+            ProcessSpec(
+                "postgres",
+                [str(install.PG_BIN / "postgres"), "-D", str(self.pg_data)],
+                user=PG_USER,
+            )
+        )
+        wait_until(lambda: tcp_open(self.host, port), "PostgreSQL", 60, self.procs.log_file("postgres"))
+        wait_until(self._pg_ready, "PostgreSQL (accepting queries)", 60, self.procs.log_file("postgres"))
+        self._pg_bootstrap()
+        return Part("postgres", f"postgresql://{self.host}:{port}/{self.settings.source.database}")
+
+    def _pg_ready(self) -> bool:
+        try:
+            return self._psql("SELECT 1") == "1"
+        except FatalError:
+            return False
+
+    # ---- Gorse ---------------------------------------------------------------------------
+    def _gorse_config(self) -> Path:
+        st = self.settings.stack
+        base = (install.GORSE_MODULE_DIR / "config.toml").read_text("utf-8")
+        text = re.sub(r"(?m)^port = \d+", f"port = {st.port('gorse_grpc')}", base)
+        text = re.sub(r"(?m)^http_port = \d+", f"http_port = {st.port('gorse_http')}", text)
+        text = re.sub(
+            r'(?m)^(http_)?host = "[^"]*"', lambda m: f'{m.group(1) or ""}host = "{self.host}"', text
+        )
+        path = self.root / "gorse" / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def _gorse_stores(self) -> tuple[str, str]:
+        st = self.settings.stack
+        if st.gorse_store == "postgres":
+            s = self.settings.source
+            url = (
+                f"postgres://{s.user}:{s.password.get_secret_value()}@{self.host}:"
+                f"{st.port('postgres')}/gorse?sslmode=disable"
+            )
+            return url, url
+        d = self.root / "gorse"
+        return f"sqlite://{d}/data.sqlite3", f"sqlite://{d}/cache.sqlite3"
+
+    def start_gorse(self) -> Part:
+        st = self.settings.stack
+        binary = install.ensure_gorse(st.cache_dir, st.gorse_version)
+        config = self._gorse_config()
+        # a fresh cache path per stack: the master prefers the [recommend] it saw last
+        cache = self.root / "gorse" / "cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        data_store, cache_store = self._gorse_stores()
+        key = self.settings.gorse.api_key.get_secret_value()
+        self.procs.start(
+            ProcessSpec(
+                "gorse",
+                [str(binary), "-c", str(config), "--cache-path", str(cache)],
+                env={
+                    "GORSE_DATA_STORE": data_store,
+                    "GORSE_CACHE_STORE": cache_store,
+                    "GORSE_SERVER_API_KEY": key,
+                    "GORSE_ADMIN_API_KEY": key,
+                },
+            )
+        )
+        url = self.settings.gorse_url
+        wait_until(lambda: http_ok(url + "/api/health/ready"), "Gorse", 90, self.procs.log_file("gorse"))
+        return Part("gorse", url)
+
+    # ---- Kinesis emulator --------------------------------------------------------------------
+    def start_kinesis(self) -> Part:
+        st = self.settings.stack
+        modules = install.ensure_npm_packages(st.cache_dir)
+        port = st.port("kinesis")
+        node = shutil.which("node") or "node"
+        if st.kinesis_emulator == "kinesalite":
+            data = self.root / "kinesalite"
+            data.mkdir(parents=True, exist_ok=True)
+            spec = ProcessSpec(
+                "kinesis",
+                [
+                    node,
+                    str(modules / "kinesalite" / "cli.js"),
+                    "--port",
+                    str(port),
+                    "--path",
+                    str(data),
+                    "--createStreamMs",
+                    "0",
+                    "--deleteStreamMs",
+                    "0",
+                    "--updateStreamMs",
+                    "0",
+                    "--shardLimit",
+                    "1000",
+                ],
+            )
+        else:
+            pkg = modules / "kinesis-local"
+            spec = ProcessSpec(
+                "kinesis",
+                [node, str(pkg / "main.js")],
+                cwd=pkg,
+                env={
+                    "KINESIS_MOCK_PLAIN_PORT": str(port),
+                    "KINESIS_MOCK_TLS_PORT": str(port + 1000),
+                    "SHARD_LIMIT": "1000",
+                    "CREATE_STREAM_DURATION": "0ms",
+                    "DELETE_STREAM_DURATION": "0ms",
+                    "SPLIT_SHARD_DURATION": "0ms",
+                    "MERGE_SHARDS_DURATION": "0ms",
+                    "UPDATE_SHARD_COUNT_DURATION": "0ms",
+                    "REGISTER_STREAM_CONSUMER_DURATION": "0ms",
+                    "AWS_REGION": self.settings.aws.region,
+                },
+            )
+        self.procs.start(spec)
+        wait_until(lambda: tcp_open(self.host, port), st.kinesis_emulator, 60, self.procs.log_file("kinesis"))
+        return Part(f"kinesis ({st.kinesis_emulator})", f"http://{self.host}:{port}")
+
+    # ---- moto (S3, DynamoDB, SQS) ----------------------------------------------------------
+    def start_moto(self) -> Part:
+        port = self.settings.stack.port("moto")
+        moto = Path(sys.executable).parent / "moto_server"
+        argv = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
+        self.procs.start(ProcessSpec("moto", [*argv, "-H", self.host, "-p", str(port)]))
+        url = f"http://{self.host}:{port}"
+        wait_until(lambda: http_ok(url + "/moto-api/"), "moto server", 60, self.procs.log_file("moto"))
+        return Part("moto (S3, DynamoDB, SQS)", url)
+
+    # ---- whole stack ---------------------------------------------------------------------
+    PARTS = ("postgres", "moto", "kinesis", "gorse")
+
+    def up(self) -> list[Part]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return [
+            self.start_postgres(),
+            self.start_moto(),
+            self.start_kinesis(),
+            self.start_gorse(),
+        ]
+
+    def down(self) -> list[str]:
+        stopped = []
+        for name in reversed(self.PARTS):
+            if self.procs.stop(name):
+                stopped.append(name)
+        return stopped
+
+    def status(self) -> dict[str, int | None]:
+        return {name: self.procs.pid(name) for name in self.PARTS}

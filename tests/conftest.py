@@ -1,0 +1,30 @@
+"""Shared fixtures. Integration tests share ONE local stack per session (started here if it
+is not running); unit tests never touch it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from gorse_cdc.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[object]:
+    """The real local stack (PostgreSQL+wal2json, Gorse, Kinesis emulator, moto)."""
+    from gorse_cdc.stack.components import Stack
+    from gorse_cdc.stack.resources import ensure_all
+
+    s = Stack(settings)
+    s.up()
+    ensure_all(settings)
+    yield s
+    if os.environ.get("GORSE_CDC_TEST_STACK_DOWN") == "1":
+        s.down()
