@@ -28,3 +28,19 @@ def stack(settings: Settings) -> Iterator[object]:
     yield s
     if os.environ.get("GORSE_CDC_TEST_STACK_DOWN") == "1":
         s.down()
+
+
+@pytest.fixture
+def fresh_gorse(stack: object) -> object:
+    """An empty Gorse (restarted with no data): for tests that compare all of Gorse."""
+    stack.reset_gorse()  # type: ignore[attr-defined]
+    return stack
+
+
+@pytest.fixture
+def empty_source_db(stack: object, settings: Settings) -> None:
+    """Empty source tables (TRUNCATE is not replicated by the local DMS: use DELETE)."""
+    import psycopg
+
+    with psycopg.connect(settings.source_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM ratings; DELETE FROM movies; DELETE FROM users;")

@@ -242,6 +242,30 @@ class GorseClient:
         payload: bytes = await self._request("GET", f"/api/bulk/{what}", raw=True)
         return [orjson.loads(line) for line in payload.splitlines() if line.strip()]
 
+    async def export_lines(self, what: str, chunk_bytes: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Stream the master's JSONL export of ``users|items|feedback`` line by line (memory
+        bounded by one chunk, not by the export's size)."""
+        path = f"/api/bulk/{what}"
+        session = self._ensure_session()
+        try:
+            async with session.get(self._base + path, timeout=aiohttp.ClientTimeout(total=None)) as resp:
+                if resp.status >= 400:
+                    message = (await resp.read()).decode("utf-8", "replace").strip()[:500]
+                    if resp.status == 429 or resp.status >= 500:
+                        raise GorseRetriableError("GET", path, resp.status, message)
+                    raise GorsePermanentError("GET", path, resp.status, message)
+                rest = b""
+                async for chunk in resp.content.iter_chunked(chunk_bytes):
+                    lines = (rest + chunk).split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:
+                        if line.strip():
+                            yield line
+                if rest.strip():
+                    yield rest
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise GorseRetriableError("GET", path, None, f"{type(e).__name__}: {e}") from None
+
     async def export_users(self) -> list[User]:
         return [User.from_json(d) for d in await self._export("users")]
 

@@ -81,6 +81,11 @@ def _fields(entity: User | Item | Feedback) -> dict[str, Any]:
     return {k: _norm(v) for k, v in d.items()}
 
 
+def comparable_fields(entity: User | Item | Feedback) -> dict[str, Any]:
+    """The normalised fields ``diff_states`` compares (for diffs computed elsewhere, e.g. Spark)."""
+    return _fields(entity)
+
+
 @dataclass
 class KindDrift:
     missing: list[Any] = field(default_factory=list)  # expected, not in Gorse

@@ -59,7 +59,7 @@ class Stack:
         pwfile.write_text("postgres\n")
         if os.geteuid() == 0:
             shutil.chown(pwfile, PG_USER, PG_USER)
-        subprocess.run(
+        proc = subprocess.run(
             self._pg_as_owner(
                 [
                     str(install.PG_BIN / "initdb"),
@@ -73,10 +73,15 @@ class Stack:
                     "UTF8",
                 ]
             ),
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
         )
         pwfile.unlink()
+        if proc.returncode != 0:
+            raise FatalError(
+                f"initdb failed (the '{PG_USER}' user must be able to reach {base}):\n{proc.stderr.strip()}"
+            )
         conf = self.pg_data / "postgresql.conf"
         with conf.open("a") as f:
             f.write(
@@ -200,12 +205,29 @@ class Stack:
                     "GORSE_CACHE_STORE": cache_store,
                     "GORSE_SERVER_API_KEY": key,
                     "GORSE_ADMIN_API_KEY": key,
+                    # Without dashboard credentials gorse-in-one's master port lets every
+                    # request through with the server key (LoginFilter): set them.
+                    "GORSE_DASHBOARD_USER_NAME": "gorse-cdc",
+                    "GORSE_DASHBOARD_PASSWORD": key,
                 },
             )
         )
         url = self.settings.gorse_url
         wait_until(lambda: http_ok(url + "/api/health/ready"), "Gorse", 90, self.procs.log_file("gorse"))
         return Part("gorse", url)
+
+    def reset_gorse(self) -> Part:
+        """Stop Gorse, drop its data and cache, start it empty (tests, demos)."""
+        self.procs.stop("gorse")
+        if self.settings.stack.gorse_store == "postgres":
+            self._psql("DROP DATABASE IF EXISTS gorse WITH (FORCE)")
+            self._psql(f"CREATE DATABASE gorse OWNER {self.settings.source.user}")
+        d = self.root / "gorse"
+        for name in ("data.sqlite3", "cache.sqlite3"):
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                (d / f"{name}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(d / "cache", ignore_errors=True)
+        return self.start_gorse()
 
     # ---- Kinesis emulator --------------------------------------------------------------------
     def start_kinesis(self) -> Part:

@@ -1,0 +1,62 @@
+"""`gorse-cdc stack up` twice is harmless; `stack down` leaves no process of the stack.
+
+Runs a second, private stack (own directory and ports) so the session's shared stack is
+untouched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gorse_cdc.cli", "stack", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _pids(root: Path) -> dict[str, int]:
+    return {p.stem: int(p.read_text().split()[0]) for p in (root / "run").glob("*.pid")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.usefixtures("stack")  # installs everything once
+def test_up_twice_then_down_leaves_nothing() -> None:
+    # under the repository: PostgreSQL runs as its own user and must traverse the path
+    root = Path(".stack-lifecycle-test").resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    env = {**os.environ, "GORSE_CDC_STACK__DIR": str(root), "GORSE_CDC_STACK__PORT_OFFSET": "700"}
+    first = _cli(env, "up")
+    assert first.returncode == 0, first.stderr
+    pids = _pids(root)
+    assert set(pids) == {"postgres", "moto", "kinesis", "gorse"}
+    second = _cli(env, "up")
+    assert second.returncode == 0, second.stderr
+    assert _pids(root) == pids  # nothing restarted, nothing duplicated
+    assert _cli(env, "status").returncode == 0
+
+    down = _cli(env, "down")
+    assert down.returncode == 0, down.stderr
+    assert all(not _alive(pid) for pid in pids.values())
+    # no child left either: nothing runs with the private stack's directory on its command line
+    leftovers = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True, check=False)
+    assert leftovers.stdout.strip() == ""
+    assert _cli(env, "status").returncode == 3
+    shutil.rmtree(root, ignore_errors=True)
