@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,22 @@ class Stack:
         self.root = settings.stack.dir.resolve()
         self.procs = ProcessTable(self.root)
         self.host = settings.stack.host
+
+    def _wait(self, name: str, check: Callable[[], bool], what: str, timeout_s: float) -> None:
+        """Wait until healthy; fail at once if our process died (e.g. its port is taken)."""
+
+        def ours_and_healthy() -> bool:
+            if self.procs.pid(name) is None:
+                log = self.procs.log_file(name)
+                raise FatalError(f"{what} exited at start (port taken?); see {log}:\n{self._tail(name)}")
+            return check()
+
+        wait_until(ours_and_healthy, what, timeout_s, self.procs.log_file(name))
+
+    def _tail(self, name: str, n: int = 15) -> str:
+        log = self.procs.log_file(name)
+        lines = log.read_text(errors="replace").splitlines()[-n:] if log.exists() else []
+        return "\n".join("    " + line for line in lines)
 
     # ---- PostgreSQL ----------------------------------------------------------------------
     @property
@@ -150,8 +167,8 @@ class Stack:
                 user=PG_USER,
             )
         )
-        wait_until(lambda: tcp_open(self.host, port), "PostgreSQL", 60, self.procs.log_file("postgres"))
-        wait_until(self._pg_ready, "PostgreSQL (accepting queries)", 60, self.procs.log_file("postgres"))
+        self._wait("postgres", lambda: tcp_open(self.host, port), "PostgreSQL", 60)
+        self._wait("postgres", self._pg_ready, "PostgreSQL (accepting queries)", 60)
         self._pg_bootstrap()
         return Part("postgres", f"postgresql://{self.host}:{port}/{self.settings.source.database}")
 
@@ -213,7 +230,7 @@ class Stack:
             )
         )
         url = self.settings.gorse_url
-        wait_until(lambda: http_ok(url + "/api/health/ready"), "Gorse", 90, self.procs.log_file("gorse"))
+        self._wait("gorse", lambda: http_ok(url + "/api/health/ready"), "Gorse", 90)
         return Part("gorse", url)
 
     def reset_gorse(self) -> Part:
@@ -277,7 +294,7 @@ class Stack:
                 },
             )
         self.procs.start(spec)
-        wait_until(lambda: tcp_open(self.host, port), st.kinesis_emulator, 60, self.procs.log_file("kinesis"))
+        self._wait("kinesis", lambda: tcp_open(self.host, port), st.kinesis_emulator, 60)
         return Part(f"kinesis ({st.kinesis_emulator})", f"http://{self.host}:{port}")
 
     # ---- moto (S3, DynamoDB, SQS) ----------------------------------------------------------
@@ -287,7 +304,7 @@ class Stack:
         argv = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
         self.procs.start(ProcessSpec("moto", [*argv, "-H", self.host, "-p", str(port)]))
         url = f"http://{self.host}:{port}"
-        wait_until(lambda: http_ok(url + "/moto-api/"), "moto server", 60, self.procs.log_file("moto"))
+        self._wait("moto", lambda: http_ok(url + "/moto-api/"), "moto server", 60)
         return Part("moto (S3, DynamoDB, SQS)", url)
 
     # ---- whole stack ---------------------------------------------------------------------
