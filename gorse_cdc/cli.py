@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != module:
+            if e.name is None or not module.startswith(e.name):
                 raise
             continue  # a package that has no commands yet
         mod.register(sub)
