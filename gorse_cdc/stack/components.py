@@ -6,6 +6,7 @@ loopback; all data and logs live under settings.stack.dir.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -255,23 +256,29 @@ class Stack:
         if st.kinesis_emulator == "kinesalite":
             data = self.root / "kinesalite"
             data.mkdir(parents=True, exist_ok=True)
+            # kinesalite's CLI listens on every interface; its library lets us bind loopback only
+            options = {
+                "path": str(data),
+                "createStreamMs": 0,
+                "deleteStreamMs": 0,
+                "updateStreamMs": 0,
+                "shardLimit": 1000,
+            }
+            script = (
+                "const [mod, opts, port, host] = process.argv.slice(1);"
+                "require(mod)(JSON.parse(opts)).listen(Number(port), host,"
+                " () => console.log(`kinesalite listening on ${host}:${port}`));"
+            )
             spec = ProcessSpec(
                 "kinesis",
                 [
                     node,
-                    str(modules / "kinesalite" / "cli.js"),
-                    "--port",
+                    "-e",
+                    script,
+                    str(modules / "kinesalite"),
+                    json.dumps(options),
                     str(port),
-                    "--path",
-                    str(data),
-                    "--createStreamMs",
-                    "0",
-                    "--deleteStreamMs",
-                    "0",
-                    "--updateStreamMs",
-                    "0",
-                    "--shardLimit",
-                    "1000",
+                    self.host,
                 ],
             )
         else:

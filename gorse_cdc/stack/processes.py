@@ -39,21 +39,20 @@ class ProcessTable:
         return self.log_dir / f"{name}.log"
 
     def pid(self, name: str) -> int | None:
-        """The live pid of ``name`` started by this stack, else None (stale files removed)."""
+        """The live pid of ``name`` started by this stack, else None (stale files removed).
+
+        A pid file holds the pid and the process's start time (from /proc), so a pid reused
+        by another program is never mistaken for ours."""
         path = self.pid_file(name)
         try:
-            pid, marker = path.read_text().split("\n", 1)
+            pid_text, started = path.read_text().split()[:2]
+            pid = int(pid_text)
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (FileNotFoundError, ProcessLookupError, ValueError):
+        if _start_time(pid) != started or not _alive(pid):
             path.unlink(missing_ok=True)
             return None
-        if marker.strip() not in cmdline:
-            path.unlink(missing_ok=True)
-            return None
-        return int(pid)
+        return pid
 
     def start(self, spec: ProcessSpec) -> int:
         existing = self.pid(spec.name)
@@ -76,8 +75,7 @@ class ProcessTable:
             start_new_session=True,
         )
         log.close()
-        # the marker: the real program path, to recognise the pid later
-        self.pid_file(spec.name).write_text(f"{proc.pid}\n{spec.argv[0]}\n")
+        self.pid_file(spec.name).write_text(f"{proc.pid}\n{_start_time(proc.pid)}\n")
         return proc.pid
 
     def stop(self, name: str, timeout_s: float = 20.0) -> bool:
@@ -96,6 +94,14 @@ class ProcessTable:
             time.sleep(0.2)
         self.pid_file(name).unlink(missing_ok=True)
         return True
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat: start time in clock ticks since boot (survives exec)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (FileNotFoundError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:
