@@ -136,13 +136,26 @@ def format_value(v: Any) -> str | None:
     return str(v)
 
 
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def _csv_field(v: Any) -> str:
+    s = format_value(v)
+    if s is None:
+        return NULL
+    if _NEEDS_QUOTES.search(s):
+        return '"' + s.replace('"', '""') + '"'
+    return s
+
+
 def encode_csv(rows: Iterable[Sequence[Any]], *, gzip_: bool = False) -> bytes:
-    """RFC 4180 CSV, "\\n" row delimiter, NULL for nulls, no header."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    """RFC 4180 CSV, "\\n" row delimiter, NULL for nulls, no header. Fields holding a comma, a
+    quote, CR or LF are quoted (Python's csv module leaves a lone CR unquoted: not used)."""
+    out = []
     for row in rows:
-        w.writerow([NULL if (s := format_value(v)) is None else s for v in row])
-    data = buf.getvalue().encode("utf-8")
+        fields = [_csv_field(v) for v in row]
+        out.append('""' if fields == [""] else ",".join(fields))
+    data = "".join(line + "\n" for line in out).encode("utf-8")
     return gzip.compress(data, mtime=0) if gzip_ else data
 
 
@@ -173,3 +186,55 @@ def rows_from_file(
             raise S3FormatError(f"line {i + 1}: unknown Op {op!r}")
         values = fields[lead:]
         yield op, {n: (None if v == NULL else v) for n, v in zip(names, values, strict=True)}
+
+
+def format_timestamp_column(when: datetime) -> str:
+    """TimestampColumnName values: yyyy-MM-dd HH:mm:ss.SSSSSS (UTC)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def state_key(prefix: str, task: str) -> str:
+    """Where the local DMS records a task's progress (e.g. full load finished) beside its files."""
+    return _join(prefix, "_dms_state", f"{task}.json")
+
+
+def rows_from_object(
+    key: str,
+    data: bytes,
+    definition: TableDefinition,
+    *,
+    has_op: bool,
+    timestamp_column: bool = False,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """rows_from_file for either format, chosen by the key's extension. CSV values are text
+    ("NULL" already turned into None); Parquet values are typed (int, str, date, datetime)."""
+    if ".parquet" in key.rsplit("/", 1)[-1]:
+        from gorse_cdc.dms.parquet import rows_from_parquet
+
+        yield from rows_from_parquet(data, definition, has_op=has_op, timestamp_column=timestamp_column)
+    else:
+        yield from rows_from_file(data, definition, has_op=has_op, timestamp_column=timestamp_column)
+
+
+def rows_with_commit_time(
+    key: str,
+    data: bytes,
+    definition: TableDefinition,
+    *,
+    has_op: bool,
+    timestamp_column: bool = False,
+) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    """Like rows_from_object, plus each row's TimestampColumnName value (the commit time in
+    CDC files) when the files carry it (CSV); None otherwise."""
+    if not timestamp_column or ".parquet" in key.rsplit("/", 1)[-1]:
+        for op, row in rows_from_object(
+            key, data, definition, has_op=has_op, timestamp_column=timestamp_column
+        ):
+            yield op, None, row
+        return
+    ts_index = int(has_op)
+    fields_iter = decode_csv(data)
+    for (op, row), fields in zip(
+        rows_from_file(data, definition, has_op=has_op, timestamp_column=True), fields_iter, strict=True
+    ):
+        yield op, fields[ts_index], row

@@ -1,0 +1,78 @@
+"""Producers benchmark: generator rows/s, activity changes/s, and the local DMS's capture
+throughput (full load and CDC, every change into both Kinesis and S3). Prints figures; no
+asserts. Needs the local stack (gorse-cdc stack up); uses a private stream, prefix and slot.
+
+    GORSE_CDC_STACK__DIR=... .venv/bin/python bench/bench_producers.py [--ratings 300000] [--changes 30000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+
+import boto3
+import psycopg
+
+from gorse_cdc.settings import Settings
+from gorse_cdc.stack.resources import ensure_bucket, ensure_stream
+from producers.activity import run_activity
+from producers.dms import run_dms
+from producers.synthetic import GeneratorConfig, generate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--movies", type=int, default=2000)
+    ap.add_argument("--ratings", type=int, default=300_000)
+    ap.add_argument("--changes", type=int, default=30_000, help="activity events for the CDC run")
+    args = ap.parse_args()
+    base = Settings()
+    name = uuid.uuid4().hex[:8]
+    s = base.model_copy(
+        update={
+            "kinesis": base.kinesis.model_copy(update={"stream_name": f"bench-{name}", "shard_count": 4}),
+            "s3": base.s3.model_copy(update={"prefix": f"bench-{name}", "cdc_max_batch_interval_s": 5}),
+            "source": base.source.model_copy(update={"slot_name": f"bench_{name}"}),
+        }
+    )
+    ensure_stream(s)
+    ensure_bucket(s)
+    try:
+        g = generate(s, GeneratorConfig(args.users, args.movies, args.ratings, seed=1), truncate=True)
+        print(f"generator:  {g.describe()}")
+
+        t0 = time.monotonic()
+        load = run_dms(s, mode="full-load-and-cdc", until_idle=True, idle_s=0.5)
+        dt = time.monotonic() - t0
+        rows = g.users + g.movies + g.ratings
+        print(
+            f"full load:  {rows} rows -> {load.kinesis_records} Kinesis records + LOAD files in {dt:.1f} s "
+            f"({rows / dt:,.0f} rows/s, idle wait included)"
+        )
+
+        a = run_activity(s, changes=args.changes, seed=2)
+        print(f"activity:   {a.describe()}")
+
+        t0 = time.monotonic()
+        cdc = run_dms(s, until_idle=True, idle_s=0.5)
+        dt = time.monotonic() - t0 - 0.5
+        print(
+            f"CDC:        {cdc.changes} changes in {cdc.transactions} transactions -> Kinesis "
+            f"({cdc.kinesis_records} records) and S3 ({cdc.s3_cdc_files} files) in {dt:.1f} s: "
+            f"{cdc.changes / dt:,.0f} changes/s"
+        )
+    finally:
+        with psycopg.connect(s.source_dsn, autocommit=True) as c:
+            c.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                (s.source.slot_name,),
+            )
+        boto3.client("kinesis", **s.aws_client_kwargs("kinesis")).delete_stream(
+            StreamName=s.kinesis.stream_name
+        )
+
+
+if __name__ == "__main__":
+    main()

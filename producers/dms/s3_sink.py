@@ -1,0 +1,188 @@
+"""The S3 target: LOAD files during the full load, CDC files by interval or size, the table
+definitions a reader needs (DMS CSVs have no header) and the task's state object.
+
+CDC rows are buffered for every table; flush() writes one file per table that has rows and
+returns only once S3 accepted them all. The runner acknowledges the slot only up to the last
+transaction that flush() covered, so a crash loses nothing (rows may be written twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import orjson
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gorse_cdc.dms.s3files import (
+    TableDefinition,
+    cdc_file_key,
+    encode_csv,
+    format_timestamp_column,
+    load_file_key,
+    state_key,
+    table_definition_key,
+)
+from gorse_cdc.errors import FatalError
+from gorse_cdc.settings import Settings
+from producers.dms import metrics
+from producers.dms.values import to_csv_value
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+LOAD_FILE_ROWS = 200_000  # a new LOAD file every this many rows (DMS splits by MaxFileSize)
+
+
+@dataclass
+class _TableBuffer:
+    definition: TableDefinition
+    rows: list[list[Any]] = field(default_factory=list)
+    last_key: str = ""
+
+
+class S3Sink:
+    def __init__(self, settings: Settings, client: Any = None, clock: Clock | None = None) -> None:
+        s = settings.s3
+        self.bucket, self.prefix = s.bucket, s.prefix
+        self.gzip = s.compression == "GZIP"
+        self.data_format = s.data_format
+        self.date_partition = s.date_partition
+        self.timestamp_column = s.timestamp_column
+        self.max_interval_s = s.cdc_max_batch_interval_s
+        self.min_bytes = s.cdc_min_file_size_kb * 1024
+        self.client = client or boto3.client(
+            "s3", config=Config(retries={"max_attempts": 3}), **settings.aws_client_kwargs("s3")
+        )
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.buffers: dict[tuple[str, str], _TableBuffer] = {}
+        self.buffered_bytes = 0
+        self.buffered_rows = 0
+        self.first_buffered_at: float | None = None
+
+    # ---- plumbing --------------------------------------------------------------------------
+    def put(self, key: str, body: bytes) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+                return
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code", "")
+                if code in ("NoSuchBucket", "AccessDenied"):
+                    raise FatalError(f"S3 put s3://{self.bucket}/{key}: {code}") from None
+                err: Exception = e
+            except BotoCoreError as e:
+                err = e
+            attempt += 1
+            log.warning("S3 put %s failed (%s), retry %d", key, err, attempt)
+            time.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return body
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def _encode(self, definition: TableDefinition, rows: Sequence[Sequence[Any]], has_op: bool) -> bytes:
+        if self.data_format == "parquet":
+            from gorse_cdc.dms.parquet import encode_parquet
+
+            return encode_parquet(rows, definition, has_op=has_op, timestamp_column=self.timestamp_column)
+        return encode_csv(rows, gzip_=self.gzip)
+
+    def _lead(self, op: str | None, when: datetime) -> list[Any]:
+        lead: list[Any] = [op] if op else []
+        if self.timestamp_column:
+            lead.append(format_timestamp_column(when))
+        return lead
+
+    # ---- definitions and state ---------------------------------------------------------------
+    def write_definition(self, definition: TableDefinition) -> None:
+        key = table_definition_key(self.prefix, definition.schema, definition.table)
+        self.put(key, definition.to_json())
+
+    def read_state(self, task: str) -> dict[str, Any]:
+        raw = self.get(state_key(self.prefix, task))
+        return dict(orjson.loads(raw)) if raw else {}
+
+    def write_state(self, task: str, state: dict[str, Any]) -> None:
+        self.put(state_key(self.prefix, task), orjson.dumps(state, option=orjson.OPT_INDENT_2))
+
+    # ---- full load ---------------------------------------------------------------------------
+    def write_load_file(self, definition: TableDefinition, n: int, rows: Sequence[Sequence[Any]]) -> str:
+        now = self.clock()
+        lines = [self._lead(None, now) + [to_csv_value(v) for v in r] for r in rows]
+        key = load_file_key(self.prefix, definition.schema, definition.table, n, self.data_format, self.gzip)
+        self.put(key, self._encode(definition, lines, has_op=False))
+        metrics.S3_FILES.labels("load").inc()
+        metrics.S3_ROWS.labels("load").inc(len(rows))
+        return key
+
+    # ---- CDC ---------------------------------------------------------------------------------
+    def add_cdc(self, definition: TableDefinition, op: str, values: Sequence[Any], when: datetime) -> None:
+        k = (definition.schema, definition.table)
+        buf = self.buffers.get(k)
+        if buf is None or buf.definition != definition:
+            if buf is not None and buf.rows:
+                self.flush()  # one file = one shape: flush before the definition changes
+            last = buf.last_key if buf else ""
+            buf = self.buffers[k] = _TableBuffer(definition, last_key=last)
+        row = self._lead(op, when) + [to_csv_value(v) for v in values]
+        buf.rows.append(row)
+        self.buffered_rows += 1
+        self.buffered_bytes += 8 + sum(len(str(v)) for v in row)
+        if self.first_buffered_at is None:
+            self.first_buffered_at = time.monotonic()
+
+    @property
+    def empty(self) -> bool:
+        return self.buffered_rows == 0
+
+    def due(self) -> bool:
+        """Interval or size reached (CdcMaxBatchInterval / CdcMinFileSize)."""
+        if self.first_buffered_at is None:
+            return False
+        age = time.monotonic() - self.first_buffered_at
+        return age >= self.max_interval_s or self.buffered_bytes >= self.min_bytes
+
+    def flush(self) -> int:
+        """Write every table's buffered rows, one file each; return the number of files."""
+        files = 0
+        now = self.clock()
+        for buf in self.buffers.values():
+            if not buf.rows:
+                continue
+            d = buf.definition
+            key = self._cdc_key(d, now)
+            while key <= buf.last_key:  # two files in one millisecond: keep names unique, ordered
+                now += timedelta(milliseconds=1)
+                key = self._cdc_key(d, now)
+            self.put(key, self._encode(d, buf.rows, has_op=True))
+            metrics.S3_FILES.labels("cdc").inc()
+            metrics.S3_ROWS.labels("cdc").inc(len(buf.rows))
+            buf.last_key = key
+            buf.rows = []
+            files += 1
+        self.buffered_rows = self.buffered_bytes = 0
+        self.first_buffered_at = None
+        return files
+
+    def _cdc_key(self, d: TableDefinition, when: datetime) -> str:
+        return cdc_file_key(
+            self.prefix,
+            d.schema,
+            d.table,
+            when,
+            date_partition=self.date_partition,
+            data_format=self.data_format,
+            gzip_=self.gzip,
+        )

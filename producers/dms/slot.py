@@ -1,0 +1,86 @@
+"""The replication slot and its stream (psycopg2's LogicalReplicationConnection + wal2json).
+
+psycopg 3 does not speak the replication protocol; psycopg2 does. Ordinary queries about the
+slot (exists? drop) go through psycopg 3 in the runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import select
+import time
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+
+from gorse_cdc.errors import FatalError
+from producers.dms.wal2json import parse_lsn
+
+log = logging.getLogger(__name__)
+SLOT_NAME = re.compile(r"[a-z0-9_]{1,63}")
+
+
+def check_slot_name(name: str) -> str:
+    if not SLOT_NAME.fullmatch(name):
+        raise FatalError(f"slot name {name!r}: use 1-63 of a-z, 0-9 and _")
+    return name
+
+
+class ReplicationStream:
+    def __init__(self, dsn: str, slot: str) -> None:
+        self.slot = check_slot_name(slot)
+        try:
+            self.conn = psycopg2.connect(dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        except psycopg2.OperationalError as e:
+            raise FatalError(f"cannot open a replication connection: {e}") from None
+        self.cur: Any = self.conn.cursor()
+
+    def create_slot(self, export_snapshot: bool) -> tuple[int, str | None]:
+        """CREATE_REPLICATION_SLOT ... LOGICAL wal2json; returns (consistent point, snapshot).
+
+        The exported snapshot lives only while this connection stays open and idle: read the
+        tables on another connection before start()."""
+        option = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
+        self.cur.execute(f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL wal2json {option}")
+        _, lsn, snapshot, _ = self.cur.fetchone()
+        return parse_lsn(lsn), snapshot
+
+    def start(self, options: dict[str, str], wait_active_s: float = 60.0) -> None:
+        """START_REPLICATION from the slot's confirmed flush LSN. A slot still held by a killed
+        predecessor frees up once the server notices: wait for it."""
+        deadline = time.monotonic() + wait_active_s
+        while True:
+            try:
+                self.cur.start_replication(
+                    slot_name=self.slot, decode=False, options=options, status_interval=1
+                )
+                return
+            except psycopg2.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise FatalError(f"replication slot {self.slot} is held by another process") from None
+                log.info("slot %s is still active elsewhere; waiting", self.slot)
+                time.sleep(1.0)
+            except psycopg2.errors.UndefinedObject:
+                raise FatalError(f"replication slot {self.slot} does not exist") from None
+
+    def read(self) -> Any:
+        """The next message or None when none is ready (keepalives are handled inside)."""
+        return self.cur.read_message()
+
+    def wait(self, timeout_s: float) -> None:
+        select.select([self.cur], [], [], timeout_s)
+
+    @property
+    def server_wal_end(self) -> int:
+        return int(self.cur.wal_end)
+
+    def ack(self, lsn: int, force: bool = False) -> None:
+        """Confirm everything before ``lsn``: the slot may drop it; a restart resumes there."""
+        self.cur.send_feedback(flush_lsn=lsn, force=force)
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg2.Error):
+            self.conn.close()

@@ -1,0 +1,122 @@
+"""PostgreSQL values as AWS DMS writes them. Pure.
+
+Three views of one value: the Python value (from wal2json text or a psycopg row), its JSON
+form in a Kinesis record, and its text form in an S3 CSV (gorse_cdc.dms.s3files.format_value).
+DMS conventions kept here: dates ``YYYY-MM-DD``; timestamps in JSON as ISO 8601 UTC with
+microseconds and ``Z``; json/jsonb as a JSON *string*; numeric as a string (no float rounding).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+INT_TYPES = frozenset({"smallint", "integer", "bigint", "int2", "int4", "int8"})
+FLOAT_TYPES = frozenset({"real", "double precision", "float4", "float8"})
+TIMESTAMP_TYPES = frozenset({"timestamp without time zone", "timestamp"})
+TIMESTAMPTZ_TYPES = frozenset({"timestamp with time zone", "timestamptz"})
+
+# DMS's own data type names, for control records' table-def (best effort)
+_DMS_TYPES = {
+    "smallint": "INT2",
+    "integer": "INT4",
+    "bigint": "INT8",
+    "real": "REAL4",
+    "double precision": "REAL8",
+    "numeric": "NUMERIC",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "time without time zone": "TIME",
+    "timestamp without time zone": "DATETIME",
+    "timestamp with time zone": "DATETIME",
+    "text": "NCLOB",
+    "json": "NCLOB",
+    "jsonb": "NCLOB",
+    "bytea": "BLOB",
+    "uuid": "WSTRING",
+}
+
+
+def base_type(pg_type: str) -> str:
+    """'character varying(20)' -> 'character varying'; 'numeric(10,2)' -> 'numeric'."""
+    return pg_type.split("(", 1)[0].strip()
+
+
+def dms_type(pg_type: str) -> str:
+    t = base_type(pg_type)
+    if t in ("character varying", "character", "varchar", "char"):
+        return "WSTRING"
+    return _DMS_TYPES.get(t, "WSTRING")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """PostgreSQL timestamp text (any fraction width, optional +00 offset) -> aware UTC."""
+    s = text.strip()
+    if s.endswith(("+00", "-00")) or (len(s) > 3 and s[-3] in "+-" and s[-2:].isdigit()):
+        s += ":00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def from_wal2json(pg_type: str, value: Any) -> Any:
+    """A wal2json v2 value (JSON number/bool for numbers, text otherwise) -> Python value."""
+    if value is None:
+        return None
+    t = base_type(pg_type)
+    if t in INT_TYPES:
+        return int(value)
+    if t in FLOAT_TYPES:
+        return float(value)
+    if t == "numeric":
+        return Decimal(str(value))
+    if t == "boolean":
+        return bool(value) if isinstance(value, bool) else str(value) in ("t", "true")
+    if t == "date":
+        return date.fromisoformat(str(value))
+    if t in TIMESTAMP_TYPES or t in TIMESTAMPTZ_TYPES:
+        return parse_timestamp(str(value))
+    return value
+
+
+def normalize(value: Any) -> Any:
+    """A psycopg value -> the same Python value from_wal2json gives (UTC-aware timestamps)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    return value
+
+
+def to_json_value(value: Any) -> Any:
+    """Python value -> what DMS puts in a Kinesis record's data."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        v = value.astimezone(UTC) if value.tzinfo else value
+        return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def to_csv_value(value: Any) -> Any:
+    """Python value -> what s3files.format_value should print (naive UTC timestamps)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def dms_timestamp(dt: datetime) -> str:
+    """Metadata timestamps: 2024-07-29T00:58:17.983670Z."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
