@@ -18,7 +18,9 @@ SUBCOMMANDS = [
     "gorse_cdc.stack.cli",
     "producers.cli",
     "consumers.cli",
+    "consumers.replay.cli",
     "glue.cli",
+    "gorse_cdc.demo",
 ]
 
 

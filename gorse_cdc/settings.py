@@ -119,6 +119,15 @@ class ConsumerSettings(BaseModel):
     gorse_concurrency: int = Field(8, ge=1)
     metrics_port: int = 9108
     shutdown_timeout_s: float = 20.0
+    item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
+    item_cache_ttl_s: float = Field(60.0, gt=0, description="bounds staleness of another worker's edit")
+
+
+class ReplaySettings(BaseModel):
+    table: str = Field("gorse-cdc-replay-leases", description="the replay tool's own checkpoint table")
+    job: str = Field("replay", description="checkpoint namespace inside that table; resume by name")
+    max_records_per_s: float = Field(2000.0, ge=0, description="0 = unlimited")
+    batch_size: int = Field(1000, ge=1, le=10_000)
 
 
 class MappingSettings(BaseModel):
@@ -143,6 +152,7 @@ class Settings(BaseSettings):
     leases: LeaseSettings = LeaseSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    replay: ReplaySettings = ReplaySettings()
     mapping: MappingSettings = MappingSettings()
 
     @classmethod

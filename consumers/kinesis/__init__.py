@@ -1,0 +1,1 @@
+"""Reading Kinesis shards: polling (GetRecords) and enhanced fan-out (SubscribeToShard)."""

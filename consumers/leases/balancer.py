@@ -1,0 +1,62 @@
+"""Which leases to take in one balancing round (KCL 2.x style). Pure.
+
+- Only *eligible* leases count: not ended, and every parent shard ended (a child shard is
+  processed only after all its parents reached SHARD_END: per-key order across reshards).
+- Target per worker = ceil(eligible leases / live workers); live workers are the owners of
+  unexpired leases, plus this one.
+- Take unowned and expired leases first; when there are none and this worker is below target,
+  steal from the most loaded worker (if it is above target), at most ``max_steal`` per round.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable
+
+from consumers.leases.lease import Lease
+
+
+def eligible(leases: Iterable[Lease]) -> list[Lease]:
+    by_key = {lease.lease_key: lease for lease in leases}
+    out = []
+    for lease in by_key.values():
+        if lease.ended:
+            continue
+        parents = [by_key.get(p) for p in lease.parent_shard_ids]
+        if all(p is None or p.ended for p in parents):  # an absent parent was trimmed
+            out.append(lease)
+    return out
+
+
+def choose_leases(
+    leases: Iterable[Lease],
+    me: str,
+    expired: set[str],
+    max_steal: int,
+    rng: random.Random | None = None,
+) -> list[Lease]:
+    """Leases this worker should try to take now (conditional writes decide the races)."""
+    rng = rng or random.Random()
+    active = eligible(leases)
+    live_owned = [le for le in active if le.lease_owner and le.lease_key not in expired]
+    load = Counter(le.lease_owner for le in live_owned)
+    workers = set(load) | {me}
+    target = math.ceil(len(active) / len(workers)) if active else 0
+    need = target - load.get(me, 0)
+    if need <= 0:
+        return []
+    free = [le for le in active if le.lease_owner != me and (not le.lease_owner or le.lease_key in expired)]
+    if free:
+        rng.shuffle(free)  # spread workers starting together over different leases
+        return free[:need]
+    others = [(n, w) for w, n in load.items() if w != me]
+    if not others or max_steal <= 0:
+        return []
+    most, victim = max(others)
+    if most <= target:
+        return []
+    victims = [le for le in live_owned if le.lease_owner == victim]
+    rng.shuffle(victims)
+    return victims[: min(need, max_steal, most - target)]

@@ -1,0 +1,78 @@
+"""A shard lease, in KCL's DynamoDB schema. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+SHARD_END = "SHARD_END"
+TRIM_HORIZON = "TRIM_HORIZON"
+
+
+class LeaseLostError(Exception):
+    """This worker no longer owns the lease: stop the shard, do not checkpoint."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    lease_key: str  # the shard id
+    lease_owner: str | None = None
+    lease_counter: int = 0
+    checkpoint: str = TRIM_HORIZON
+    checkpoint_sub_sequence_number: int = 0
+    owner_switches_since_checkpoint: int = 0
+    parent_shard_ids: frozenset[str] = frozenset()
+    child_shard_ids: frozenset[str] = frozenset()
+    starting_hash_key: str = ""
+    ending_hash_key: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.checkpoint == SHARD_END
+
+    def with_(self, **changes: Any) -> Lease:
+        return replace(self, **changes)
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "leaseKey": {"S": self.lease_key},
+            "leaseCounter": {"N": str(self.lease_counter)},
+            "checkpoint": {"S": self.checkpoint},
+            "checkpointSubSequenceNumber": {"N": str(self.checkpoint_sub_sequence_number)},
+            "ownerSwitchesSinceCheckpoint": {"N": str(self.owner_switches_since_checkpoint)},
+        }
+        if self.lease_owner:
+            item["leaseOwner"] = {"S": self.lease_owner}
+        if self.parent_shard_ids:  # DynamoDB string sets cannot be empty
+            item["parentShardId"] = {"SS": sorted(self.parent_shard_ids)}
+        if self.child_shard_ids:
+            item["childShardIds"] = {"SS": sorted(self.child_shard_ids)}
+        if self.starting_hash_key:
+            item["startingHashKey"] = {"S": self.starting_hash_key}
+        if self.ending_hash_key:
+            item["endingHashKey"] = {"S": self.ending_hash_key}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Lease:
+        def s(name: str, default: str = "") -> str:
+            return str(item.get(name, {}).get("S", default))
+
+        def n(name: str) -> int:
+            return int(item.get(name, {}).get("N", "0"))
+
+        def ss(name: str) -> frozenset[str]:
+            return frozenset(item.get(name, {}).get("SS", []))
+
+        return cls(
+            s("leaseKey"),
+            s("leaseOwner") or None,
+            n("leaseCounter"),
+            s("checkpoint", TRIM_HORIZON),
+            n("checkpointSubSequenceNumber"),
+            n("ownerSwitchesSinceCheckpoint"),
+            ss("parentShardId"),
+            ss("childShardIds"),
+            s("startingHashKey"),
+            s("endingHashKey"),
+        )

@@ -1,0 +1,170 @@
+"""LeaseTable: the DynamoDB lease table (KCL schema, hash key leaseKey), created if absent
+(PAY_PER_REQUEST). Every change of ownership or position is a conditional write:
+
+- renew: leaseCounter + 1, if leaseCounter and leaseOwner are still what this worker saw;
+- take:  new owner and leaseCounter + 1, if leaseCounter is still what this worker saw;
+- checkpoint / release: if leaseOwner is still this worker.
+
+A failed condition means another worker owns the lease now: LeaseLostError (or None for
+take). The table name is the checkpoint namespace: the replay tool passes its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from consumers.leases.lease import SHARD_END, Lease, LeaseLostError
+
+
+def _conditional_failed(e: ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class LeaseTable:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self.client = client
+        self.name = table_name
+
+    async def ensure_table(self, timeout_s: float = 60.0) -> None:
+        try:
+            desc = await self.client.describe_table(TableName=self.name)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            try:
+                await self.client.create_table(
+                    TableName=self.name,
+                    KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+            except ClientError as e2:
+                if e2.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                    raise
+            desc = await self.client.describe_table(TableName=self.name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while desc["Table"]["TableStatus"] != "ACTIVE":
+            if loop.time() > deadline:
+                raise TimeoutError(f"lease table {self.name} not ACTIVE after {timeout_s} s")
+            await asyncio.sleep(0.5)
+            desc = await self.client.describe_table(TableName=self.name)
+
+    async def list_leases(self) -> list[Lease]:
+        leases: list[Lease] = []
+        kwargs: dict[str, Any] = {"TableName": self.name, "ConsistentRead": True}
+        while True:
+            resp = await self.client.scan(**kwargs)
+            leases.extend(Lease.from_item(i) for i in resp.get("Items", []))
+            last = resp.get("LastEvaluatedKey")
+            if not last:
+                return leases
+            kwargs["ExclusiveStartKey"] = last
+
+    async def create_if_absent(self, lease: Lease) -> bool:
+        try:
+            await self.client.put_item(
+                TableName=self.name,
+                Item=lease.to_item(),
+                ConditionExpression="attribute_not_exists(leaseKey)",
+            )
+            return True
+        except ClientError as e:
+            if _conditional_failed(e):
+                return False
+            raise
+
+    async def _update(self, key: str, **kwargs: Any) -> Lease:
+        resp = await self.client.update_item(
+            TableName=self.name, Key={"leaseKey": {"S": key}}, ReturnValues="ALL_NEW", **kwargs
+        )
+        return Lease.from_item(resp["Attributes"])
+
+    async def renew(self, lease: Lease) -> Lease:
+        try:
+            return await self._update(
+                lease.lease_key,
+                UpdateExpression="SET leaseCounter = :new",
+                ConditionExpression="leaseCounter = :old AND leaseOwner = :me",
+                ExpressionAttributeValues={
+                    ":new": {"N": str(lease.lease_counter + 1)},
+                    ":old": {"N": str(lease.lease_counter)},
+                    ":me": {"S": lease.lease_owner or ""},
+                },
+            )
+        except ClientError as e:
+            if _conditional_failed(e):
+                raise LeaseLostError(lease.lease_key) from None
+            raise
+
+    async def take(self, lease: Lease, owner: str) -> Lease | None:
+        switches = 0 if lease.lease_owner == owner else 1
+        try:
+            return await self._update(
+                lease.lease_key,
+                UpdateExpression=(
+                    "SET leaseOwner = :me, leaseCounter = :new, "
+                    "ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :sw"
+                ),
+                ConditionExpression="leaseCounter = :old",
+                ExpressionAttributeValues={
+                    ":me": {"S": owner},
+                    ":new": {"N": str(lease.lease_counter + 1)},
+                    ":old": {"N": str(lease.lease_counter)},
+                    ":sw": {"N": str(switches)},
+                },
+            )
+        except ClientError as e:
+            if _conditional_failed(e):
+                return None
+            raise
+
+    async def checkpoint(self, shard_id: str, owner: str, position: str) -> None:
+        try:
+            await self.client.update_item(
+                TableName=self.name,
+                Key={"leaseKey": {"S": shard_id}},
+                UpdateExpression=(
+                    "SET #cp = :cp, checkpointSubSequenceNumber = :zero, ownerSwitchesSinceCheckpoint = :zero"
+                ),
+                ConditionExpression="leaseOwner = :me",
+                ExpressionAttributeNames={"#cp": "checkpoint"},
+                ExpressionAttributeValues={
+                    ":cp": {"S": position},
+                    ":zero": {"N": "0"},
+                    ":me": {"S": owner},
+                },
+            )
+        except ClientError as e:
+            if _conditional_failed(e):
+                raise LeaseLostError(shard_id) from None
+            raise
+
+    async def mark_ended(self, shard_id: str, owner: str, children: list[str]) -> None:
+        """Checkpoint SHARD_END and record the children, then give the lease up."""
+        await self.checkpoint(shard_id, owner, SHARD_END)
+        if children:
+            await self.client.update_item(
+                TableName=self.name,
+                Key={"leaseKey": {"S": shard_id}},
+                UpdateExpression="ADD childShardIds :c",
+                ExpressionAttributeValues={":c": {"SS": children}},
+            )
+
+    async def release(self, shard_id: str, owner: str) -> bool:
+        try:
+            await self.client.update_item(
+                TableName=self.name,
+                Key={"leaseKey": {"S": shard_id}},
+                UpdateExpression="REMOVE leaseOwner SET leaseCounter = leaseCounter + :one",
+                ConditionExpression="leaseOwner = :me",
+                ExpressionAttributeValues={":one": {"N": "1"}, ":me": {"S": owner}},
+            )
+            return True
+        except ClientError as e:
+            if _conditional_failed(e):
+                return False
+            raise

@@ -1,0 +1,277 @@
+"""Runs a replay: Kinesis shards (parents before children), the S3 archive or the dead-letter
+store, through the shared applier, rate-limited, with progress per shard and a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from tqdm import tqdm
+
+from consumers.coalesce import WritePlan
+from consumers.kinesis.reader import ShardReader, StartPosition
+from consumers.kinesis.shards import list_shards
+from consumers.metrics import Metrics
+from consumers.pipeline import BatchApplier, BatchOutcome
+from consumers.records import ShardRecord
+from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
+from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
+from consumers.replay.plan import RateLimiter, RecordFilter, ReplaySummary, StopPoint, shard_waves
+from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
+from consumers.wiring import Clients, build_applier, build_mapper, open_clients
+from gorse_cdc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DryRunSink:
+    """Counts what would be written; prints the first plans. Never writes."""
+
+    def __init__(self, show: int = 5) -> None:
+        self.show = show
+        self.plans = 0
+
+    async def write(self, plan: WritePlan) -> None:
+        self.plans += 1
+        if self.plans <= self.show:
+            parts = {
+                "delete users": len(plan.delete_users),
+                "delete items": len(plan.delete_items),
+                "upsert items": len(plan.upsert_items),
+                "upsert users": len(plan.upsert_users),
+                "put feedback": len(plan.put_feedback),
+                "delete stale types": len(plan.stale_feedback),
+                "delete feedback": len(plan.delete_feedback),
+                "liked labels of": len(plan.liked_users),
+            }
+            shown = ", ".join(f"{k} {v}" for k, v in parts.items() if v)
+            tqdm.write(f"[dry-run] would write: {shown or 'nothing'}")
+
+
+class Replay:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        job: str | None = None,
+        dry_run: bool = False,
+        rate: float | None = None,
+        record_filter: RecordFilter | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.job = job or settings.replay.job
+        self.dry_run = dry_run
+        self.limiter = RateLimiter(settings.replay.max_records_per_s if rate is None else rate)
+        self.filter = record_filter or RecordFilter()
+        self.progress = progress and sys.stderr.isatty()
+        self.summary = ReplaySummary()
+        self.metrics = Metrics()
+        self._stop = asyncio.Event()
+        self._bars = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _bar(self, desc: str, total: int | None = None, unit: str = "rec") -> tqdm[Any]:
+        self._bars += 1
+        return tqdm(total=total, desc=desc, unit=unit, position=self._bars - 1, disable=not self.progress)
+
+    async def _apply(self, applier: BatchApplier, records: list[ShardRecord], shard: str) -> BatchOutcome:
+        kept = [r for r in records if self.filter.keep(r)]
+        self.summary.read += len(records)
+        self.summary.filtered += len(records) - len(kept)
+        self.summary.shards[shard] = self.summary.shards.get(shard, 0) + len(records)
+        delay = self.limiter.delay(len(kept))
+        if delay:
+            await asyncio.sleep(delay)
+        outcome = await applier.apply(kept, self._stop.is_set)
+        self.summary.applied += outcome.applied
+        self.summary.skipped += outcome.skipped
+        self.summary.dead_lettered += len(outcome.dead_letters)
+        return outcome
+
+    def _applier(self, clients: Clients, source: str, **kw: Any) -> BatchApplier:
+        sink = DryRunSink() if self.dry_run else None
+        dead = CollectingStore() if self.dry_run else kw.pop("dead_letters", None)
+        return build_applier(
+            self.settings, clients, self.metrics, source_name=source, sink=sink, dead_letters=dead
+        )
+
+    async def _checkpoints(self, clients: Clients) -> ReplayCheckpoints:
+        cps = ReplayCheckpoints(clients.dynamodb, self.settings.replay.table, self.job)
+        await cps.open()
+        return cps
+
+    # ---- Kinesis ------------------------------------------------------------------------------
+    async def kinesis(
+        self,
+        start: StartPosition,
+        stop: StopPoint,
+        shards: set[str] | None = None,
+        stream: str | None = None,
+    ) -> ReplaySummary:
+        stream = stream or self.settings.kinesis.stream_name
+        started_at = datetime.now(UTC)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = await open_clients(stack, self.settings, self.metrics)
+            cps = await self._checkpoints(clients)
+            applier = self._applier(clients, stream)
+            waves = shard_waves(await list_shards(clients.kinesis, stream), shards)
+            for wave in waves:
+                await asyncio.gather(
+                    *(self._shard(clients, cps, applier, stream, s, start, stop, started_at) for s in wave)
+                )
+                if self._stop.is_set():
+                    break
+        return self.summary
+
+    async def _shard(
+        self,
+        clients: Clients,
+        cps: ReplayCheckpoints,
+        applier: BatchApplier,
+        stream: str,
+        shard: str,
+        start: StartPosition,
+        stop: StopPoint,
+        started_at: datetime,
+    ) -> None:
+        position = await cps.position(shard)
+        if is_finished(position):
+            log.info("shard already replayed by job %s", self.job, extra={"shard": shard})
+            return
+        begin = StartPosition("AFTER_SEQUENCE_NUMBER", position) if position else start
+        reader = ShardReader(clients.kinesis, stream, shard, begin, self.metrics)
+        bar = self._bar(shard)
+        try:
+            while not self._stop.is_set():
+                batch = await reader.next_batch(self.settings.replay.batch_size)
+                records: list[ShardRecord] = []
+                passed = False
+                for r in batch.records:
+                    if stop.passed(r, started_at):
+                        passed = True
+                        break
+                    records.append(r)
+                if records:
+                    await self._apply(applier, records, shard)
+                    if not self.dry_run:
+                        await cps.checkpoint(shard, records[-1].sequence_number)
+                    bar.update(len(records))
+                bar.set_postfix(behind_ms=batch.millis_behind_latest)
+                caught_up = not batch.records and not batch.millis_behind_latest
+                if batch.shard_ended and not passed:
+                    if not self.dry_run:
+                        await cps.shard_ended(shard)
+                    return
+                if passed or caught_up:
+                    if not self.dry_run:
+                        await cps.finished(shard)
+                    return
+        finally:
+            bar.close()
+            await reader.close()
+
+    # ---- S3 archive -----------------------------------------------------------------------------
+    async def archive(
+        self, since: datetime | None, until: datetime | None, *, include_load: bool = False
+    ) -> ReplaySummary:
+        s = self.settings
+        async with contextlib.AsyncExitStack() as stack:
+            clients = await open_clients(stack, s, self.metrics)
+            cps = await self._checkpoints(clients)
+            position = await cps.position(ARCHIVE_SHARD)
+            if is_finished(position):
+                log.info("archive already replayed by job %s (use --restart)", self.job)
+                return self.summary
+            spec = build_mapper(s).spec
+            tables = {name: rule.entity != "feedback" for name, rule in spec.tables.items()}
+            source = ArchiveSource(
+                clients.s3,
+                s.s3.bucket,
+                s.s3.prefix,
+                s.source.schema_name,
+                tables,
+                since=since,
+                until=until,
+                include_load=include_load,
+                timestamp_column=bool(s.s3.timestamp_column),
+            )
+            files = await source.files()
+            applier = self._applier(clients, f"s3://{s.s3.bucket}/{s.s3.prefix}")
+            bar = self._bar("s3 archive", total=sum(f.size for fs in files.values() for f in fs), unit="B")
+            bar.unit_scale = True
+            batch: list[ShardRecord] = []
+            last_pos = position
+            try:
+                async for record, pos in source.records(files, position):
+                    batch.append(record)
+                    last_pos = pos
+                    if len(batch) >= s.replay.batch_size:
+                        await self._flush(applier, cps, batch, last_pos)
+                        bar.update(sum(len(r.data) for r in batch))
+                        batch = []
+                    if self._stop.is_set():
+                        return self.summary
+                await self._flush(applier, cps, batch, last_pos)
+                if not self.dry_run:
+                    await cps.finished(ARCHIVE_SHARD)
+            finally:
+                bar.close()
+        return self.summary
+
+    async def _flush(
+        self, applier: BatchApplier, cps: ReplayCheckpoints, batch: list[ShardRecord], pos: str | None
+    ) -> None:
+        if not batch:
+            return
+        await self._apply(applier, batch, ARCHIVE_SHARD)
+        if not self.dry_run and pos is not None:
+            await cps.checkpoint(ARCHIVE_SHARD, pos)
+
+    # ---- dead letters ---------------------------------------------------------------------------
+    async def dead_letters(self, limit: int = 100_000) -> ReplaySummary:
+        s = self.settings
+        async with contextlib.AsyncExitStack() as stack:
+            clients = await open_clients(stack, s, self.metrics)
+            store: S3Letters | SqsLetters
+            if s.dead_letters.kind == "sqs":
+                store = SqsLetters(clients.sqs, s.dead_letters.sqs_queue)
+            else:
+                store = S3Letters(clients.s3, s.s3.bucket, s.dead_letters.s3_prefix)
+            stored = await store.fetch(limit)
+            # per shard in sequence order: the order they were first read in
+            stored.sort(key=lambda x: (x.letter.shard_id, int(x.letter.sequence_number or 0)))
+            bar = self._bar("dead letters", total=len(stored))
+            again = CollectingStore()
+            applier = self._applier(clients, "dead-letters", dead_letters=again)
+            try:
+                for item in stored:
+                    again.letters.clear()
+                    outcome = await self._apply(applier, [as_record(item.letter)], item.letter.shard_id)
+                    if self.dry_run:
+                        pass
+                    elif again.letters:
+                        retry = again.letters[0]
+                        await store.again(item, _keep_origin(retry, item.letter))
+                    elif outcome.applied or outcome.skipped:
+                        await store.done(item)
+                        self.summary.redriven += 1
+                    bar.update(1)
+                    if self._stop.is_set():
+                        break
+            finally:
+                bar.close()
+        return self.summary
+
+
+def _keep_origin(new: Any, old: Any) -> Any:
+    """The new failure with the original origin (source, shard, sequence)."""
+    from dataclasses import replace
+
+    return replace(new, source=old.source, shard_id=old.shard_id, sequence_number=old.sequence_number)

@@ -1,0 +1,153 @@
+"""ShardWorker: processes one leased shard; an explicit state machine.
+
+    INITIALIZING -> PROCESSING -> SHARD_ENDED      (closed shard read to its end; SHARD_END saved)
+                             \\-> LEASE_LOST        (stop at once, no checkpoint)
+                             \\-> SHUT_DOWN         (graceful: current batch flushed, checkpointed)
+                             \\-> FAILED            (an unexpected error; the lease is dropped)
+
+One batch at a time: read -> apply (decode, map, coalesce, write, dead-letter) -> checkpoint
+its last sequence number -> pause (PollPacer). A checkpoint therefore never passes a record
+that is not applied or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable
+
+from consumers.kinesis.pacing import PollPacer
+from consumers.leases.lease import LeaseLostError
+from consumers.metrics import Metrics
+from consumers.pipeline import BatchApplier, Stopped
+from consumers.protocols import RecordSource
+from consumers.records import RecordBatch
+
+log = logging.getLogger(__name__)
+
+
+class ShardState(enum.Enum):
+    INITIALIZING = "initializing"
+    PROCESSING = "processing"
+    SHARD_ENDED = "shard_ended"
+    LEASE_LOST = "lease_lost"
+    SHUT_DOWN = "shut_down"
+    FAILED = "failed"
+
+
+class EndOfShardStore:
+    """What the worker needs from the lease side (LeaseCoordinator implements it)."""
+
+    async def checkpoint(self, shard_id: str, sequence_number: str) -> None:
+        raise NotImplementedError
+
+    async def shard_ended(self, shard_id: str, children: tuple[str, ...] = ()) -> None:
+        raise NotImplementedError
+
+
+class ShardWorker:
+    def __init__(
+        self,
+        source: RecordSource,
+        applier: BatchApplier,
+        checkpoints: EndOfShardStore,
+        *,
+        pacer: PollPacer,
+        batch_limit: Callable[[], int],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.shard_id = source.shard_id
+        self.source = source
+        self.applier = applier
+        self.checkpoints = checkpoints
+        self.pacer = pacer
+        self.batch_limit = batch_limit
+        self.metrics = metrics or Metrics()
+        self.state = ShardState.INITIALIZING
+        self.last_checkpoint: str | None = None
+        self._shutdown = asyncio.Event()  # stop reading; flush the current batch
+        self._abort = False  # lease lost / deadline passed: stop at once, no checkpoint
+        self._lost = False
+
+    # ---- transitions ---------------------------------------------------------------------------
+    def _to(self, new: ShardState, *expected: ShardState) -> None:
+        assert self.state in expected, f"{self.shard_id}: {self.state} -> {new}"
+        log.info("shard %s -> %s", self.state.value, new.value, extra={"shard": self.shard_id})
+        self.state = new
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    def lease_lost(self) -> None:
+        self._lost = True
+        self.abort()
+
+    def abort(self) -> None:
+        """Stop at once (lease lost, or the shutdown deadline passed): no further checkpoint."""
+        self._abort = True
+        self._shutdown.set()
+
+    def _should_stop(self) -> bool:
+        return self._abort
+
+    # ---- the loop ------------------------------------------------------------------------------
+    async def _read(self, limit: int) -> RecordBatch | None:
+        """The next batch, or None when a shutdown came first (a read holds nothing)."""
+        read = asyncio.ensure_future(self.source.next_batch(limit))
+        stop = asyncio.ensure_future(self._shutdown.wait())
+        done, _ = await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if read in done:
+            stop.cancel()
+            return read.result()
+        read.cancel()
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._shutdown.wait(), seconds)
+
+    async def run(self) -> ShardState:
+        self._to(ShardState.PROCESSING, ShardState.INITIALIZING)
+        try:
+            await self._loop()
+        except LeaseLostError:
+            self._lost = True
+        except Stopped:
+            pass
+        except asyncio.CancelledError:
+            self._abort = True
+            raise
+        except Exception:
+            log.exception("shard worker failed", extra={"shard": self.shard_id})
+            self.state = ShardState.FAILED
+        finally:
+            await self.source.close()
+        if self.state is ShardState.PROCESSING:
+            self._to(ShardState.LEASE_LOST if self._lost else ShardState.SHUT_DOWN, ShardState.PROCESSING)
+        return self.state
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._shutdown.is_set():
+            started = loop.time()
+            limit = self.batch_limit()
+            batch = await self._read(limit)
+            if batch is None:
+                return
+            if batch.records:
+                await self.applier.apply(batch.records, self._should_stop)
+                if self._abort:
+                    return
+                last = batch.records[-1].sequence_number
+                await self.checkpoints.checkpoint(self.shard_id, last)
+                self.metrics.checkpoints.labels(self.shard_id).inc()
+                self.last_checkpoint = last
+            if batch.shard_ended:
+                await self.checkpoints.shard_ended(self.shard_id, batch.child_shard_ids)
+                self._to(ShardState.SHARD_ENDED, ShardState.PROCESSING)
+                return
+            pause = self.pacer.next_pause(len(batch.records), limit, batch.millis_behind_latest)
+            await self._pause(pause - (loop.time() - started))

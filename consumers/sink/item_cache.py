@@ -1,0 +1,102 @@
+"""A bounded LRU of the liked-labels source values of items (e.g. their genres), read from Gorse.
+
+Invalidated by the item writes this worker sees; entries also expire after ``ttl_s`` so a
+genre edit applied by *another* worker reaches this one within that time (the nightly
+reconcile is the exact backstop). A fetch that started before an invalidation never stores
+its (possibly old) answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from gorse_cdc.gorse import GorseClient
+from gorse_cdc.mapping import Mapper
+
+Values = tuple[str, ...] | None  # None: the item does not exist in Gorse
+
+
+class ItemLabelCache:
+    def __init__(
+        self,
+        client: GorseClient,
+        mapper: Mapper,
+        *,
+        max_items: int = 50_000,
+        ttl_s: float = 60.0,
+        concurrency: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._mapper = mapper
+        self._max = max_items
+        self._ttl = ttl_s
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[Values, float]] = OrderedDict()
+        self._pending: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._sem = asyncio.Semaphore(concurrency)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _get(self, item_id: str) -> tuple[bool, Values]:
+        hit = self._entries.get(item_id)
+        if hit is None:
+            return False, None
+        values, stored_at = hit
+        if self._clock() - stored_at > self._ttl:
+            del self._entries[item_id]
+            return False, None
+        self._entries.move_to_end(item_id)
+        return True, values
+
+    def put(self, item_id: str, values: Values) -> None:
+        self.invalidate(item_id)
+        self._store(item_id, values)
+
+    def _store(self, item_id: str, values: Values) -> None:
+        self._entries[item_id] = (values, self._clock())
+        self._entries.move_to_end(item_id)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def invalidate(self, item_id: str) -> None:
+        self._entries.pop(item_id, None)
+        if item_id in self._pending:
+            self._dirty.add(item_id)
+
+    async def _fetch(self, item_id: str) -> Values:
+        self._pending[item_id] = self._pending.get(item_id, 0) + 1
+        try:
+            async with self._sem:
+                item = await self._client.get_item(item_id)
+        finally:
+            self._pending[item_id] -= 1
+            left = self._pending[item_id]
+            if left == 0:
+                del self._pending[item_id]
+        values = None if item is None else tuple(self._mapper.item_label_values(item.labels))
+        if item_id in self._dirty:
+            if left == 0:
+                self._dirty.discard(item_id)
+        else:
+            self._store(item_id, values)
+        return values
+
+    async def values(self, item_ids: Iterable[str]) -> dict[str, Values]:
+        out: dict[str, Values] = {}
+        missing: list[str] = []
+        for i in dict.fromkeys(item_ids):
+            found, v = self._get(i)
+            if found:
+                out[i] = v
+            else:
+                missing.append(i)
+        if missing:
+            fetched = await asyncio.gather(*(self._fetch(i) for i in missing))
+            out.update(zip(missing, fetched, strict=True))
+        return out

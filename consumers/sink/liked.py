@@ -1,0 +1,131 @@
+"""The users' derived liked labels, kept up to date incrementally.
+
+After a user's feedback changes are applied, the user's liked labels are recomputed from
+Gorse (the user's feedback of the liked type + the items' label values from the cache) and
+the user is written back with its demographic labels preserved (from the stream's upsert in
+the same batch, else read from Gorse). In one process, writes of one user are serialised by
+a per-user lock (a shard task and an item-driven refresh can touch the same user). Across
+processes the ratings of one user are on one shard (one writer), but a movie's genre edit
+refreshes the users who liked it from the movie's shard: a concurrent write of the same user
+by its own shard on another worker can race with it (the later writer wins, possibly with an
+older item label from its cache, for at most the cache TTL). The nightly reconcile recomputes
+liked labels exactly and is the backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping
+
+from consumers.sink.item_cache import ItemLabelCache
+from gorse_cdc.gorse import GorseClient, User
+from gorse_cdc.mapping import Mapper
+
+
+class KeyedLocks:
+    """asyncio locks per key, created on demand and dropped when unused (bounded by use)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted(set(keys))  # a global order: no deadlock between overlapping sets
+        registered: list[str] = []
+        acquired: list[asyncio.Lock] = []
+        try:
+            for k in ordered:
+                lock, n = self._locks.get(k) or (asyncio.Lock(), 0)
+                self._locks[k] = (lock, n + 1)
+                registered.append(k)
+                await lock.acquire()
+                acquired.append(lock)
+            yield
+        finally:
+            for lock in reversed(acquired):
+                lock.release()
+            for k in registered:
+                lock, n = self._locks[k]
+                if n <= 1:
+                    del self._locks[k]
+                else:
+                    self._locks[k] = (lock, n - 1)
+
+
+class LikedLabelsWriter:
+    """``demographics_cache``: users whose shard this worker holds are written only by it, so
+    their demographic labels are remembered (bounded LRU) instead of read back from Gorse.
+    ``forget`` must be called whenever the set of held shards changes."""
+
+    def __init__(
+        self,
+        client: GorseClient,
+        mapper: Mapper,
+        cache: ItemLabelCache,
+        concurrency: int = 8,
+        demographics_cache: int = 50_000,
+    ) -> None:
+        self._client = client
+        self._mapper = mapper
+        self._cache = cache
+        self._sem = asyncio.Semaphore(concurrency)
+        self.locks = KeyedLocks()
+        self._demo: OrderedDict[str, User] = OrderedDict()
+        self._demo_max = demographics_cache
+
+    def forget(self, user_id: str | None = None) -> None:
+        if user_id is None:
+            self._demo.clear()
+        else:
+            self._demo.pop(user_id, None)
+
+    def _remember(self, user: User) -> None:
+        self._demo[user.user_id] = user
+        self._demo.move_to_end(user.user_id)
+        while len(self._demo) > self._demo_max:
+            self._demo.popitem(last=False)
+
+    async def _liked(self, user_id: str) -> list[str]:
+        ftype = self._mapper.liked_feedback_type
+        if ftype is None:
+            return []
+        async with self._sem:
+            feedback = await self._client.user_feedback(user_id, ftype)
+        values = await self._cache.values(f.item_id for f in feedback)
+        return sorted({v for vs in values.values() if vs is not None for v in vs})
+
+    async def _user(self, user_id: str, demographics: Mapping[str, User], own: bool) -> User | None:
+        user = demographics.get(user_id) or (self._demo.get(user_id) if own else None)
+        if user is None:
+            async with self._sem:
+                user = await self._client.get_user(user_id)
+        if user is None:
+            return None
+        if own:
+            self._remember(user)
+        return self._mapper.with_liked(user, await self._liked(user_id))
+
+    async def write(
+        self, user_ids: Iterable[str], demographics: Mapping[str, User], *, patch_only: bool = False
+    ) -> int:
+        """Write ``user_ids`` with recomputed liked labels; users unknown to Gorse and not in
+        ``demographics`` are skipped. ``patch_only``: update existing users only (PATCH never
+        creates, so a refresh racing a GDPR DeleteUser on another worker cannot resurrect the
+        user). Returns the number of users written."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return 0
+        async with self.locks.hold(ids):
+            users = await asyncio.gather(*(self._user(u, demographics, not patch_only) for u in ids))
+            found = [u for u in users if u is not None]
+            if found and patch_only:
+                await asyncio.gather(*(self._patch(u) for u in found))
+            elif found:
+                await self._client.upsert_users(found)
+        return len(found)
+
+    async def _patch(self, user: User) -> None:
+        async with self._sem:
+            await self._client.patch_user(user.user_id, labels=user.labels)

@@ -1,0 +1,151 @@
+"""Fixtures of the consumer's integration tests: each test gets its own Kinesis stream and
+lease table on the shared real stack, an empty source database and an empty Gorse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from consumers.leases.lease import SHARD_END, Lease
+from consumers.service import Consumer
+from gorse_cdc.gorse import GorseClient
+from gorse_cdc.settings import Settings
+from gorse_cdc.stack.resources import ensure_stream
+from tests.integration.consumers.feed import Feed
+
+
+@dataclass
+class Env:
+    settings: Settings
+    stream: str
+    lease_table: str
+    feed: Feed
+
+
+def with_names(settings: Settings, stream: str, lease_table: str, **consumer: object) -> Settings:
+    return settings.model_copy(
+        update={
+            "kinesis": settings.kinesis.model_copy(update={"stream_name": stream}),
+            "leases": settings.leases.model_copy(update={"table": lease_table, "failover_ms": 3000}),
+            "consumer": settings.consumer.model_copy(
+                update={"metrics_port": 0, "idle_pause_ms": 200, "shutdown_timeout_s": 10.0, **consumer}
+            ),
+        }
+    )
+
+
+async def clear_gorse(settings: Settings) -> None:
+    async with GorseClient.from_settings(settings) as g:
+        users, items = await g.export_users(), await g.export_items()
+        sem = asyncio.Semaphore(16)
+
+        async def one(call: object) -> None:
+            async with sem:
+                await call  # type: ignore[misc]
+
+        await asyncio.gather(*(one(g.delete_user(u.user_id)) for u in users))
+        await asyncio.gather(*(one(g.delete_item(i.item_id)) for i in items))
+        left = await g.export_feedback()
+        await asyncio.gather(*(one(g.delete_feedback(f.user_id, f.item_id)) for f in left))
+
+
+@pytest.fixture
+async def env(settings: Settings, stack: object, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    shards = getattr(request, "param", 2)
+    tag = uuid.uuid4().hex[:8]
+    stream, table = f"cons-{tag}", f"leases-{tag}"
+    s = with_names(settings, stream, table)
+    ensure_stream(s, stream, shards)
+    feed = Feed(s, stream)
+    feed.truncate()
+    await clear_gorse(s)
+    yield Env(s, stream, table, feed)
+    feed.close()
+    with contextlib.suppress(Exception):
+        boto3.client("kinesis", **s.aws_client_kwargs("kinesis")).delete_stream(StreamName=stream)
+
+
+def leases(settings: Settings, table: str) -> list[Lease]:
+    ddb = boto3.client("dynamodb", **settings.aws_client_kwargs("dynamodb"))
+    try:
+        items = ddb.scan(TableName=table, ConsistentRead=True).get("Items", [])
+    except ddb.exceptions.ResourceNotFoundException:
+        return []  # the consumer creates it when it starts
+    return [Lease.from_item(i) for i in items]
+
+
+def drained(settings: Settings, table: str, last_sequence: dict[str, str]) -> bool:
+    try:
+        by_key = {le.lease_key: le for le in leases(settings, table)}
+    except Exception:
+        return False
+    for shard, seq in last_sequence.items():
+        le = by_key.get(shard)
+        if le is None:
+            return False
+        if le.checkpoint != SHARD_END and (not le.checkpoint.isdigit() or int(le.checkpoint) < int(seq)):
+            return False
+    return True
+
+
+async def wait_drained(env: Env, timeout_s: float = 180.0) -> None:
+    """Liveness only (a generous bound); correctness is what the tests assert."""
+    deadline = time.monotonic() + timeout_s
+    while not drained(env.settings, env.lease_table, env.feed.last_sequence):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"stream not drained: {leases(env.settings, env.lease_table)}")
+        await asyncio.sleep(0.3)
+
+
+@contextlib.asynccontextmanager
+async def running_consumer(settings: Settings, **kwargs: object) -> AsyncIterator[Consumer]:
+    stop = asyncio.Event()
+    consumer = Consumer(settings, **kwargs)  # type: ignore[arg-type]
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+def consumer_process(env: Env, worker_id: str, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
+    """A real `gorse-cdc consume` process."""
+    e = {
+        **os.environ,
+        "GORSE_CDC_LEASES__FAILOVER_MS": "3000",
+        "GORSE_CDC_CONSUMER__IDLE_PAUSE_MS": "200",
+        **extra_env,
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "gorse_cdc.cli",
+        "--json-logs",
+        "consume",
+        "--stream",
+        env.stream,
+        "--lease-table",
+        env.lease_table,
+        "--worker-id",
+        worker_id,
+        "--metrics-port",
+        "0",
+    ]
+    return subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+
+
+@pytest.fixture
+def tmp_log(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "consumer.log"
