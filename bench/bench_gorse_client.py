@@ -33,7 +33,9 @@ async def main() -> None:
     users = [User(f"u{i}", {"age": 20 + i % 50, "gender": "MF"[i % 2]}) for i in range(args.users)]
     items = [Item(f"m{i}", {"genres": ["Drama"]}, ("Drama",), t0, f"Movie {i}") for i in range(args.items)]
     fb = [
-        Feedback("like", f"u{rng.randrange(args.users)}", f"m{i % args.items}", 4.0, t0 + timedelta(seconds=i))
+        Feedback(
+            "like", f"u{rng.randrange(args.users)}", f"m{i % args.items}", 4.0, t0 + timedelta(seconds=i)
+        )
         for i in range(args.feedback)
     ]
     async with GorseClient.from_settings(settings) as c:
@@ -47,7 +49,9 @@ async def main() -> None:
             print(f"{name:<22} {len(rows):>8} rows  {rate:>10,.0f} rows/s")
             return rate
 
-        print(f"Gorse {settings.gorse_url}  store={settings.stack.gorse_store}  batch={args.batch}  concurrency={args.concurrency}")
+        print(
+            f"Gorse {settings.gorse_url}  store={settings.stack.gorse_store}  batch={args.batch}  concurrency={args.concurrency}"
+        )
         await timed("users (POST batch)", users, c.upsert_users)
         await timed("items (POST batch)", items, c.upsert_items)
         put = await timed("feedback (PUT batch)", fb, c.put_feedback)

@@ -124,7 +124,8 @@ def coalesce(operations: Iterable[Operation]) -> WritePlan:
         last = alive[-1]
         if isinstance(last, PutFeedback):
             plan.put_feedback[(uid, iid)] = last.feedback
-            plan.stale_feedback.extend((t, uid, iid) for t in last.stale_types)
+            if not (last.fresh and len(alive) == 1):  # an insert alone needs no stale deletes
+                plan.stale_feedback.extend((t, uid, iid) for t in last.stale_types)
         else:
             plan.delete_feedback.append((uid, iid))
         plan.liked_users.add(uid)

@@ -17,11 +17,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumers.deadletter_stores import S3DeadLetterStore, SqsDeadLetterStore
 from consumers.health import HealthServer
 from consumers.kinesis.fanout import FanOutReader, ensure_stream_consumer
 from consumers.kinesis.pacing import PollPacer
@@ -32,13 +29,11 @@ from consumers.leases.lease import Lease
 from consumers.leases.table import LeaseTable
 from consumers.metrics import Metrics
 from consumers.pipeline import BatchApplier
-from consumers.protocols import DeadLetterStore, RecordSource
+from consumers.protocols import RecordSource
 from consumers.shard_worker import ShardState, ShardWorker
-from consumers.sink.gorse_sink import GorseSink
-from consumers.sink.item_cache import ItemLabelCache
+from consumers.wiring import build_applier, open_clients
 from gorse_cdc.errors import GorseRetriableError
 from gorse_cdc.gorse import GorseClient
-from gorse_cdc.mapping import Mapper, load_spec
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,10 +41,6 @@ log = logging.getLogger(__name__)
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def build_mapper(settings: Settings) -> Mapper:
-    return Mapper(load_spec(settings.mapping.path), settings.mapping.zip_privacy)
 
 
 class Consumer:
@@ -79,38 +70,10 @@ class Consumer:
     # ---- wiring ---------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> int:
         s = self.settings
-        session: Any = get_session()  # typed per service; the kwargs come from settings
-        config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2, "mode": "standard"})
         async with contextlib.AsyncExitStack() as stack:
-            kinesis = await stack.enter_async_context(
-                session.create_client("kinesis", config=config, **s.aws_client_kwargs("kinesis"))
-            )
-            dynamodb = await stack.enter_async_context(
-                session.create_client("dynamodb", config=config, **s.aws_client_kwargs("dynamodb"))
-            )
-            dead_letters: DeadLetterStore
-            if s.dead_letters.kind == "sqs":
-                sqs = await stack.enter_async_context(
-                    session.create_client("sqs", **s.aws_client_kwargs("sqs"))
-                )
-                dead_letters = SqsDeadLetterStore(sqs, s.dead_letters.sqs_queue)
-            else:
-                s3 = await stack.enter_async_context(session.create_client("s3", **s.aws_client_kwargs("s3")))
-                dead_letters = S3DeadLetterStore(s3, s.s3.bucket, s.dead_letters.s3_prefix)
-            gorse = await stack.enter_async_context(
-                GorseClient.from_settings(s, observe_latency=self.metrics.observe_gorse)
-            )
-            mapper = build_mapper(s)
-            cache = ItemLabelCache(
-                gorse,
-                mapper,
-                max_items=s.consumer.item_cache_size,
-                ttl_s=s.consumer.item_cache_ttl_s,
-                concurrency=s.consumer.gorse_concurrency,
-            )
-            sink = GorseSink(gorse, mapper, concurrency=s.consumer.gorse_concurrency, cache=cache)
-            self._on_shards_changed = sink.liked.forget
-            applier = BatchApplier(mapper, sink, dead_letters, self.metrics, source_name=self.stream)
+            clients = await open_clients(stack, s, self.metrics)
+            kinesis, dynamodb, gorse = clients.kinesis, clients.dynamodb, clients.gorse
+            applier = build_applier(s, clients, self.metrics, source_name=self.stream)
             table = LeaseTable(dynamodb, self.lease_table_name)
             await table.ensure_table()
             self.coordinator = LeaseCoordinator(

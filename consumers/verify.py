@@ -59,7 +59,7 @@ async def read_gorse_state(client: GorseClient) -> GorseState:
 
 async def verify(settings: Settings, mapper: Mapper | None = None) -> Drift:
     """The differences between what Gorse should hold and what it holds (empty: equal)."""
-    from consumers.service import build_mapper
+    from consumers.wiring import build_mapper
 
     mapper = mapper or build_mapper(settings)
     expected = expected_state(

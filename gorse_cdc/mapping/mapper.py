@@ -193,7 +193,7 @@ class Mapper:
         if operation == "delete":
             ops.append(self._delete(table, t, typed))
         elif operation in UPSERT_OPERATIONS:
-            ops.append(self._upsert(table, t, typed))
+            ops.append(self._upsert(table, t, typed, operation))
         else:
             raise PermanentRecordError(f"unknown operation {operation!r}")
         return ops
@@ -208,10 +208,10 @@ class Mapper:
         assert rule is not None
         return DeleteFeedback(str(row[rule.user]), str(row[rule.item]))
 
-    def _upsert(self, table: str, t: TableRule, row: dict[str, Any]) -> Operation:
+    def _upsert(self, table: str, t: TableRule, row: dict[str, Any], operation: str) -> Operation:
         if t.entity == "user":
             return UpsertUser(self.user_from_row(table, row))
         if t.entity == "item":
             return UpsertItem(self.item_from_row(table, row))
         fb, stale = self.feedback_from_row(table, row)
-        return PutFeedback(fb, stale)
+        return PutFeedback(fb, stale, fresh=operation == "insert")

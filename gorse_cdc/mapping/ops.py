@@ -70,10 +70,16 @@ class DeleteItem:
 
 @dataclass(frozen=True, slots=True)
 class PutFeedback:
-    """PUT the row, then delete every other type for (user, item) (a threshold crossing)."""
+    """PUT the row, then delete every other type for (user, item) (a threshold crossing).
+
+    ``fresh``: the row was inserted (no row for this key existed in the source just before,
+    and the delete that removed any earlier one precedes it on the same shard), so when
+    nothing else touches the pair in the same batch the stale-type deletes can be skipped:
+    one request per new rating instead of two."""
 
     feedback: Feedback
     stale_types: tuple[str, ...]
+    fresh: bool = False
 
     @property
     def entity_key(self) -> EntityKey:

@@ -93,7 +93,7 @@ def _env(s: Settings) -> dict[str, str]:
     }
 
 
-async def test_killed_replay_resumes_and_loses_nothing(history: Settings, tmp_path: Path) -> None:
+def test_killed_replay_resumes_and_loses_nothing(history: Settings, tmp_path: Path) -> None:
     Stack(history).reset_gorse()
     argv = [sys.executable, "-m", "gorse_cdc.cli", "replay", "kinesis", "--rate", "600", "--no-progress"]
     log = (tmp_path / "replay.log").open("ab")
@@ -110,11 +110,11 @@ async def test_killed_replay_resumes_and_loses_nothing(history: Settings, tmp_pa
     assert cps, (tmp_path / "replay.log").read_text()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    drift = await verify(history)
+    drift = asyncio.run(verify(history))
     assert drift.total > 0  # it really stopped halfway
     done = subprocess.run(argv, env=_env(history), capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    drift = await verify(history)
+    drift = asyncio.run(verify(history))
     assert drift.total == 0, render(drift)
 
 

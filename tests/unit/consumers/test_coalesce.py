@@ -137,3 +137,14 @@ def test_threshold_crossing_deletes_the_old_type() -> None:
     assert plan.put_feedback[("1", "9")].feedback_type == "unlike"
     assert plan.stale_feedback == [("like", "1", "9")]
     assert plan.liked_users == {"1"}
+
+
+def test_fresh_insert_alone_skips_stale_deletes_but_not_after_a_delete() -> None:
+    fb = Feedback("unlike", "1", "7", 2.0)
+    alone = coalesce([PutFeedback(fb, ("like",), fresh=True)])
+    assert alone.stale_feedback == [] and alone.put_feedback == {("1", "7"): fb}
+    # deleted then re-inserted in one batch: the delete is dropped, so the stale types must go
+    after_delete = coalesce([DeleteFeedback("1", "7"), PutFeedback(fb, ("like",), fresh=True)])
+    assert after_delete.stale_feedback == [("like", "1", "7")]
+    updated = coalesce([PutFeedback(fb, ("like",), fresh=False)])
+    assert updated.stale_feedback == [("like", "1", "7")]

@@ -44,7 +44,9 @@ def test_rating_delete_deletes_all_types() -> None:
 
 
 def test_key_change_update_deletes_old_key_first() -> None:
-    ops = M.map_change("ratings", "update", {**RATING, "movie_id": 43}, before_image={"user_id": 7, "movie_id": 42})
+    ops = M.map_change(
+        "ratings", "update", {**RATING, "movie_id": 43}, before_image={"user_id": 7, "movie_id": 42}
+    )
     assert isinstance(ops[0], DeleteFeedback) and ops[0].item_id == "42"
     assert isinstance(ops[1], PutFeedback) and ops[1].feedback.item_id == "43"
     # PostgreSQL's empty before-image (key unchanged): no delete
@@ -55,7 +57,12 @@ def test_movie_to_item() -> None:
     (op,) = M.map_change(
         "movies",
         "load",
-        {"movie_id": 1, "title": "Toy Story (1995)", "release_date": "1995-01-01", "genres": "Animation|Children's|Comedy"},
+        {
+            "movie_id": 1,
+            "title": "Toy Story (1995)",
+            "release_date": "1995-01-01",
+            "genres": "Animation|Children's|Comedy",
+        },
     )
     assert isinstance(op, UpsertItem)
     assert op.item.item_id == "1"
@@ -68,7 +75,11 @@ def test_movie_to_item() -> None:
 @pytest.mark.parametrize(("privacy", "zip_label"), [("keep", "85711"), ("prefix3", "857"), ("drop", None)])
 def test_user_zip_privacy(privacy: str, zip_label: str | None) -> None:
     m = Mapper(zip_privacy=privacy)  # type: ignore[arg-type]
-    (op,) = m.map_change("users", "insert", {"user_id": 1, "age": 24, "gender": "M", "occupation": "technician", "zip": "85711"})
+    (op,) = m.map_change(
+        "users",
+        "insert",
+        {"user_id": 1, "age": 24, "gender": "M", "occupation": "technician", "zip": "85711"},
+    )
     assert isinstance(op, UpsertUser)
     assert op.user.labels.get("zip") == zip_label
     assert op.user.labels["age"] == 24
@@ -128,8 +139,13 @@ def test_spec_rejects_undeclared_columns() -> None:
             {
                 "feedback_types": ["like"],
                 "tables": {
-                    "u": {"entity": "user", "key": ["id"], "partition_key": "id", "columns": {"id": "str"},
-                          "user": {"id": "id", "labels": [{"name": "x", "column": "missing"}]}}
+                    "u": {
+                        "entity": "user",
+                        "key": ["id"],
+                        "partition_key": "id",
+                        "columns": {"id": "str"},
+                        "user": {"id": "id", "labels": [{"name": "x", "column": "missing"}]},
+                    }
                 },
             }
         )

@@ -6,7 +6,7 @@ import pytest
 
 from consumers.kinesis.shards import ShardInfo
 from consumers.records import ShardRecord
-from consumers.replay.archive import parse_position
+from consumers.replay.archive import format_position, parse_position
 from consumers.replay.plan import RateLimiter, RecordFilter, StopPoint, shard_waves
 from gorse_cdc.dms.record import DmsRecord, encode_record
 
@@ -64,10 +64,12 @@ def test_rate_limiter() -> None:
     assert RateLimiter(0).delay(10**9) == 0.0
 
 
-def test_archive_positions() -> None:
-    assert parse_position("dms/public/ratings/20260101-000000000.csv#12") == (
-        "dms/public/ratings/20260101-000000000.csv",
-        12,
-    )
-    assert parse_position(None) is None
-    assert parse_position("SHARD_END") is None
+def test_archive_positions_round_trip() -> None:
+    pos = {
+        "ratings": ("dms/public/ratings/20260101-000000000.csv", 12),
+        "users": ("dms/public/users/LOAD00000001.csv", 0),
+    }
+    text = format_position(pos)
+    assert parse_position(text) == pos
+    assert parse_position(None) == {}
+    assert parse_position("SHARD_END") == {}
