@@ -53,7 +53,9 @@ async def test_s3_object_and_dynamodb_conditional_write(stack: object, settings:
         item = {"leaseKey": {"S": "shard-0"}, "leaseCounter": {"N": "1"}}
         await ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(leaseKey)")
         with pytest.raises(ClientError) as info:
-            await ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(leaseKey)")
+            await ddb.put_item(
+                TableName=table, Item=item, ConditionExpression="attribute_not_exists(leaseKey)"
+            )
         assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
         await ddb.update_item(
             TableName=table,

@@ -52,7 +52,13 @@ def _feedback() -> list[Feedback]:
         seen.add((u, i))
         rating = rng.randint(1, 5)
         out.append(
-            Feedback("like" if rating >= 4 else "unlike", f"u{u}", f"m{i}", float(rating), T0 + timedelta(seconds=len(out)))
+            Feedback(
+                "like" if rating >= 4 else "unlike",
+                f"u{u}",
+                f"m{i}",
+                float(rating),
+                T0 + timedelta(seconds=len(out)),
+            )
         )
     return out
 
@@ -111,7 +117,9 @@ async def test_delete_user_removes_feedback(client: GorseClient) -> None:
 
 
 async def test_delete_feedback_by_type_and_all_types(client: GorseClient) -> None:
-    await client.put_feedback([Feedback("like", "u1", "m1", 4.0, T0), Feedback("unlike", "u1", "m1", 1.0, T0)])
+    await client.put_feedback(
+        [Feedback("like", "u1", "m1", 4.0, T0), Feedback("unlike", "u1", "m1", 1.0, T0)]
+    )
     assert await client.delete_feedback("u1", "m1", "unlike") == 1
     assert [f.feedback_type for f in await client.user_feedback("u1")] == ["like"]
     await client.put_feedback([Feedback("unlike", "u1", "m1", 1.0, T0)])
