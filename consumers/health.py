@@ -20,7 +20,7 @@ class HealthServer:
         metrics: Metrics,
         is_balancing: Callable[[], bool],
         gorse_ok: Callable[[], Awaitable[bool]],
-        host: str = "0.0.0.0",  # noqa: S104 - scraped by Prometheus / probed by the platform
+        host: str = "127.0.0.1",  # containers pass 0.0.0.0 (settings.consumer.metrics_host)
         port: int = 9108,
     ) -> None:
         self.metrics = metrics

@@ -129,7 +129,13 @@ class BatchApplier:
                 log.warning(
                     "dead-lettered record: %s",
                     d.reason,
-                    extra={"shard": d.shard_id, "sequence": d.sequence_number, "table": d.table},
+                    extra={
+                        "event": "dead_letter",
+                        "shard": d.shard_id,
+                        "sequence": d.sequence_number,
+                        "table": d.table,
+                        "operation": d.operation,
+                    },
                 )
         return outcome
 
