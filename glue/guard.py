@@ -1,0 +1,71 @@
+"""Never fight the live stream: which drifted keys the reconcile must leave to the consumer.
+
+The job's snapshot ends at its cut-off (the newest change it read). The stream keeps writing
+newer changes into Gorse meanwhile, so a key that changed after the cut-off may look drifted
+while Gorse is in fact *ahead* of the snapshot. Just before repairing, the job defers:
+1. every key touched by a CDC file that appeared after the listing (listed again, read on the
+   driver), plus the users whose liked labels such a change can move (the liker of a rating;
+   every liker of a changed movie);
+2. without --source-check: every (user, item) whose Gorse feedback Timestamp is newer than the
+   cut-off, and that feedback's user (its liked labels) -- a heuristic that trusts the rating
+   time column to be the change's time.
+With --source-check the source database is re-read instead (glue.source_check), which closes
+the window between a commit and its CDC file landing in S3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gorse_cdc.errors import PermanentRecordError
+from gorse_cdc.mapping import Mapper
+
+
+@dataclass
+class Deferred:
+    """Identities to leave alone: user ids, item ids and (user, item) pairs."""
+
+    users: set[str] = field(default_factory=set)
+    items: set[str] = field(default_factory=set)
+    pairs: set[tuple[str, str]] = field(default_factory=set)
+
+    def covers(self, kind: str, key: list[str]) -> bool:
+        if kind == "users":
+            return key[0] in self.users
+        if kind == "items":
+            return key[0] in self.items
+        return (key[1], key[2]) in self.pairs
+
+    def counts(self) -> dict[str, int]:
+        return {"users": len(self.users), "items": len(self.items), "feedback_pairs": len(self.pairs)}
+
+
+def touched_by(
+    mapper: Mapper, table: str, rows: Iterable[tuple[str, dict[str, Any]]], into: Deferred
+) -> None:
+    """Add what each (op, row) change touches. A row the mapper rejects still defers its raw key."""
+    t = mapper.table(table)
+    for op, row in rows:
+        try:
+            ops = mapper.map_change(table, {"L": "load"}.get(op, op), row)
+        except PermanentRecordError:
+            ops = []
+            if t.entity == "feedback" and t.feedback is not None:
+                into.pairs.add((str(row.get(t.feedback.user)), str(row.get(t.feedback.item))))
+                into.users.add(str(row.get(t.feedback.user)))
+            elif t.entity == "user":
+                into.users.add(str(row.get(t.key[0])))
+            else:
+                into.items.add(str(row.get(t.key[0])))
+        for o in ops:
+            kind, *ident = o.entity_key
+            if kind == "user":
+                into.users.add(ident[0])
+            elif kind == "item":
+                into.items.add(ident[0])
+            else:
+                into.pairs.add((ident[0], ident[1]))
+            if o.liked_labels_of is not None:
+                into.users.add(o.liked_labels_of)
