@@ -49,9 +49,8 @@ async def main() -> None:
             print(f"{name:<22} {len(rows):>8} rows  {rate:>10,.0f} rows/s")
             return rate
 
-        print(
-            f"Gorse {settings.gorse_url}  store={settings.stack.gorse_store}  batch={args.batch}  concurrency={args.concurrency}"
-        )
+        print(f"Gorse {settings.gorse_url}  store={settings.stack.gorse_store}")
+        print(f"batch={args.batch}  concurrency={args.concurrency}")
         await timed("users (POST batch)", users, c.upsert_users)
         await timed("items (POST batch)", items, c.upsert_items)
         put = await timed("feedback (PUT batch)", fb, c.put_feedback)

@@ -90,8 +90,11 @@ class Consumer:
             health = None
             if self.metrics_port:
                 health = HealthServer(
-                    self.metrics, self._is_balancing, lambda: self._gorse_ok(gorse),
-                    host=self.settings.consumer.metrics_host, port=self.metrics_port
+                    self.metrics,
+                    self._is_balancing,
+                    lambda: self._gorse_ok(gorse),
+                    host=self.settings.consumer.metrics_host,
+                    port=self.metrics_port,
                 )
                 await health.start()
                 stack.push_async_callback(health.stop)
