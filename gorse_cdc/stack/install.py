@@ -76,8 +76,11 @@ def ensure_gorse(cache_dir: Path, version: str) -> Path:
     binary = gorse_binary(cache_dir, version)
     if binary.exists():
         return binary
-    if shutil.which("go") is None:
-        raise FatalError("Go is missing: it is needed once to build Gorse from the Go module proxy")
+    go = shutil.which("go") or next(
+        (g for g in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go") if Path(g).exists()), None
+    )
+    if go is None:
+        raise FatalError("Go (>= 1.26) is missing: it is needed once to build Gorse from the Go module proxy")
     print(f"building Gorse {version} from the Go module proxy (once; ~2 min) ...", flush=True)
     binary.parent.mkdir(parents=True, exist_ok=True)
     env = {
@@ -89,7 +92,7 @@ def ensure_gorse(cache_dir: Path, version: str) -> Path:
     }
     tmp = binary.with_suffix(".tmp")
     _run(
-        ["go", "build", "-o", str(tmp), "github.com/gorse-io/gorse/cmd/gorse-in-one"],
+        [go, "build", "-o", str(tmp), "github.com/gorse-io/gorse/cmd/gorse-in-one"],
         f"go build gorse-in-one {version}",
         cwd=GORSE_MODULE_DIR,
         env=env,
