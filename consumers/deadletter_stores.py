@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumers.deadletter import DeadLetter
@@ -55,10 +56,17 @@ class S3DeadLetterStore:
         return out
 
 
+SQS_BATCH_BYTES = 200_000  # SQS caps a message, and a whole batch, at 256 KiB
+
+
 class SqsDeadLetterStore:
-    def __init__(self, client: Any, queue_name: str) -> None:
+    """One message per letter, batched by size. A letter too large for SQS (DMS records reach
+    1 MiB) is stored in S3 (``overflow``: bucket + prefix) and the message carries a pointer."""
+
+    def __init__(self, client: Any, queue_name: str, overflow: S3DeadLetterStore | None = None) -> None:
         self.client = client
         self.queue_name = queue_name
+        self.overflow = overflow
         self._url: str | None = None
 
     async def _queue_url(self) -> str:
@@ -66,20 +74,39 @@ class SqsDeadLetterStore:
             self._url = str((await self.client.get_queue_url(QueueName=self.queue_name))["QueueUrl"])
         return self._url
 
+    async def _body(self, letter: DeadLetter) -> str:
+        body = letter.to_bytes()
+        if len(body) <= SQS_BATCH_BYTES:
+            return body.decode()
+        if self.overflow is None:
+            raise RetriableError(
+                f"dead letter of {len(body)} bytes is too large for SQS and no S3 overflow is set"
+            )
+        await self.overflow.put([letter])
+        pointer = {k: v for k, v in letter.to_json().items() if k != "raw"}
+        pointer["s3_pointer"] = f"s3://{self.overflow.bucket}/{s3_key(self.overflow.prefix, letter)}"
+        return orjson.dumps(pointer).decode()
+
     async def put(self, letters: Sequence[DeadLetter]) -> None:
         try:
             url = await self._queue_url()
-            for start in range(0, len(letters), 10):
-                chunk = letters[start : start + 10]
-                resp = await self.client.send_message_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "MessageBody": x.to_bytes().decode()} for i, x in enumerate(chunk)
-                    ],
-                )
-                if resp.get("Failed"):
-                    raise RetriableError(
-                        f"SQS refused {len(resp['Failed'])} dead letters: {resp['Failed'][0]}"
-                    )
+            batch: list[str] = []
+            size = 0
+            for letter in letters:
+                body = await self._body(letter)
+                if batch and (len(batch) == 10 or size + len(body) > SQS_BATCH_BYTES):
+                    await self._send(url, batch)
+                    batch, size = [], 0
+                batch.append(body)
+                size += len(body)
+            if batch:
+                await self._send(url, batch)
         except (ClientError, BotoCoreError, OSError) as e:
             raise RetriableError(f"dead-letter store (sqs {self.queue_name}): {e}") from e
+
+    async def _send(self, url: str, bodies: list[str]) -> None:
+        resp = await self.client.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)]
+        )
+        if resp.get("Failed"):
+            raise RetriableError(f"SQS refused {len(resp['Failed'])} dead letters: {resp['Failed'][0]}")

@@ -52,9 +52,10 @@ async def open_clients(stack: contextlib.AsyncExitStack, settings: Settings, met
 
 
 def dead_letter_store(settings: Settings, clients: Clients) -> DeadLetterStore:
+    s3 = S3DeadLetterStore(clients.s3, settings.s3.bucket, settings.dead_letters.s3_prefix)
     if settings.dead_letters.kind == "sqs":
-        return SqsDeadLetterStore(clients.sqs, settings.dead_letters.sqs_queue)
-    return S3DeadLetterStore(clients.s3, settings.s3.bucket, settings.dead_letters.s3_prefix)
+        return SqsDeadLetterStore(clients.sqs, settings.dead_letters.sqs_queue, overflow=s3)
+    return s3
 
 
 def gorse_sink(settings: Settings, clients: Clients, mapper: Mapper) -> GorseSink:

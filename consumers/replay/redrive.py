@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from consumers.deadletter import DeadLetter
-from consumers.deadletter_stores import s3_key
+from consumers.deadletter_stores import SqsDeadLetterStore, s3_key
 from consumers.records import ShardRecord
 
 
@@ -18,6 +18,7 @@ from consumers.records import ShardRecord
 class StoredLetter:
     letter: DeadLetter
     handle: str  # S3 key or SQS receipt handle
+    overflow: tuple[str, str] | None = None  # (bucket, key) of a large SQS letter kept in S3
 
 
 @dataclass
@@ -61,18 +62,16 @@ class S3Letters:
 
 
 class SqsLetters:
-    def __init__(self, sqs: Any, queue_name: str, visibility_s: int = 300) -> None:
-        self.sqs, self.queue_name, self.visibility_s = sqs, queue_name, visibility_s
-        self._url: str | None = None
+    """Letters in SQS; large ones point to their body in S3 (SqsDeadLetterStore's overflow)."""
 
-    async def _queue(self) -> str:
-        if self._url is None:
-            self._url = (await self.sqs.get_queue_url(QueueName=self.queue_name))["QueueUrl"]
-        return self._url
+    def __init__(self, store: SqsDeadLetterStore, visibility_s: int = 300) -> None:
+        self.store = store
+        self.sqs = store.client
+        self.visibility_s = visibility_s
 
     async def fetch(self, limit: int) -> list[StoredLetter]:
         out: list[StoredLetter] = []
-        url = await self._queue()
+        url = await self.store._queue_url()
         while len(out) < limit:
             resp = await self.sqs.receive_message(
                 QueueUrl=url,
@@ -83,14 +82,25 @@ class SqsLetters:
             msgs = resp.get("Messages", [])
             if not msgs:
                 break
-            out += [
-                StoredLetter(DeadLetter.from_json(orjson.loads(m["Body"])), m["ReceiptHandle"]) for m in msgs
-            ]
+            for m in msgs:
+                doc = orjson.loads(m["Body"])
+                overflow = None
+                if "s3_pointer" in doc and self.store.overflow is not None:
+                    bucket, key = doc["s3_pointer"][len("s3://") :].split("/", 1)
+                    s3 = self.store.overflow.client
+                    doc = orjson.loads(await (await s3.get_object(Bucket=bucket, Key=key))["Body"].read())
+                    overflow = (bucket, key)
+                out.append(StoredLetter(DeadLetter.from_json(doc), m["ReceiptHandle"], overflow))
         return out
 
     async def done(self, stored: StoredLetter) -> None:
-        await self.sqs.delete_message(QueueUrl=await self._queue(), ReceiptHandle=stored.handle)
+        await self.sqs.delete_message(QueueUrl=await self.store._queue_url(), ReceiptHandle=stored.handle)
+        if stored.overflow is not None and self.store.overflow is not None:
+            bucket, key = stored.overflow
+            await self.store.overflow.client.delete_object(Bucket=bucket, Key=key)
 
     async def again(self, stored: StoredLetter, letter: DeadLetter) -> None:
-        await self.sqs.send_message(QueueUrl=await self._queue(), MessageBody=letter.to_bytes().decode())
-        await self.done(stored)
+        """The letter with its new reason goes back first, then the old message goes (a crash in
+        between leaves both: at-least-once, never none)."""
+        await self.store.put([letter])
+        await self.sqs.delete_message(QueueUrl=await self.store._queue_url(), ReceiptHandle=stored.handle)

@@ -22,7 +22,7 @@ from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
 from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
 from consumers.replay.plan import RateLimiter, RecordFilter, ReplaySummary, StopPoint, shard_waves
 from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
-from consumers.wiring import Clients, build_applier, build_mapper, open_clients
+from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, open_clients
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ class Replay:
             clients = await open_clients(stack, s, self.metrics)
             store: S3Letters | SqsLetters
             if s.dead_letters.kind == "sqs":
-                store = SqsLetters(clients.sqs, s.dead_letters.sqs_queue)
+                store = SqsLetters(dead_letter_store(s, clients))  # type: ignore[arg-type]
             else:
                 store = S3Letters(clients.s3, s.s3.bucket, s.dead_letters.s3_prefix)
             stored = await store.fetch(limit)
