@@ -31,7 +31,7 @@ from consumers.metrics import Metrics
 from consumers.pipeline import BatchApplier
 from consumers.protocols import RecordSource
 from consumers.shard_worker import ShardState, ShardWorker
-from consumers.wiring import build_applier, open_clients
+from consumers.wiring import build_applier, build_mapper, gorse_sink, open_clients
 from gorse_cdc.errors import GorseRetriableError
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.settings import Settings
@@ -73,7 +73,9 @@ class Consumer:
         async with contextlib.AsyncExitStack() as stack:
             clients = await open_clients(stack, s, self.metrics)
             kinesis, dynamodb, gorse = clients.kinesis, clients.dynamodb, clients.gorse
-            applier = build_applier(s, clients, self.metrics, source_name=self.stream)
+            sink = gorse_sink(s, clients, build_mapper(s))
+            applier = build_applier(s, clients, self.metrics, source_name=self.stream, sink=sink)
+            self._on_shards_changed = sink.liked.forget
             table = LeaseTable(dynamodb, self.lease_table_name)
             await table.ensure_table()
             self.coordinator = LeaseCoordinator(
