@@ -104,6 +104,33 @@ class RateLimiter:
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
 
+class CatchUpEta:
+    """ETA of a shard replay from Kinesis's MillisBehindLatest: how fast the lag shrinks per
+    wall-clock second (smoothed), and so when it reaches zero."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, smoothing: float = 0.3) -> None:
+        self._clock = clock
+        self._alpha = smoothing
+        self._last: tuple[float, int] | None = None
+        self._speed: float | None = None  # lag milliseconds caught up per second
+
+    def update(self, behind_ms: int | None, got_records: bool = False) -> str:
+        if behind_ms is None:
+            return "behind ?"
+        now = self._clock()
+        if self._last is not None and now > self._last[0]:
+            speed = (self._last[1] - behind_ms) / (now - self._last[0])
+            self._speed = (
+                speed if self._speed is None else self._alpha * speed + (1 - self._alpha) * self._speed
+            )
+        self._last = (now, behind_ms)
+        if behind_ms <= 0:
+            return "at the tip" if got_records else "caught up"
+        if not self._speed or self._speed <= 0:
+            return f"behind {behind_ms / 1000:.0f} s, ETA ?"
+        return f"behind {behind_ms / 1000:.0f} s, ETA {behind_ms / self._speed:.0f} s"
+
+
 @dataclass
 class ReplaySummary:
     read: int = 0

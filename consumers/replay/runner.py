@@ -20,7 +20,7 @@ from consumers.pipeline import BatchApplier, BatchOutcome
 from consumers.records import ShardRecord
 from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
 from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
-from consumers.replay.plan import RateLimiter, RecordFilter, ReplaySummary, StopPoint, shard_waves
+from consumers.replay.plan import CatchUpEta, RateLimiter, RecordFilter, ReplaySummary, StopPoint, shard_waves
 from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
 from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, open_clients
 from gorse_cdc.settings import Settings
@@ -148,6 +148,7 @@ class Replay:
         begin = StartPosition("AFTER_SEQUENCE_NUMBER", position) if position else start
         reader = ShardReader(clients.kinesis, stream, shard, begin, self.metrics)
         bar = self._bar(shard)
+        eta = CatchUpEta()
         try:
             while not self._stop.is_set():
                 batch = await reader.next_batch(self.settings.replay.batch_size)
@@ -163,7 +164,7 @@ class Replay:
                     if not self.dry_run:
                         await cps.checkpoint(shard, records[-1].sequence_number)
                     bar.update(len(records))
-                bar.set_postfix(behind_ms=batch.millis_behind_latest)
+                bar.set_postfix_str(eta.update(batch.millis_behind_latest, bool(batch.records)))
                 caught_up = not batch.records and not batch.millis_behind_latest
                 if batch.shard_ended and not passed:
                     if not self.dry_run:

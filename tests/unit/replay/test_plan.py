@@ -7,7 +7,7 @@ import pytest
 from consumers.kinesis.shards import ShardInfo
 from consumers.records import ShardRecord
 from consumers.replay.archive import format_position, parse_position
-from consumers.replay.plan import RateLimiter, RecordFilter, StopPoint, shard_waves
+from consumers.replay.plan import CatchUpEta, RateLimiter, RecordFilter, StopPoint, shard_waves
 from gorse_cdc.dms.record import DmsRecord, encode_record
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -73,3 +73,14 @@ def test_archive_positions_round_trip() -> None:
     assert parse_position(text) == pos
     assert parse_position(None) == {}
     assert parse_position("SHARD_END") == {}
+
+
+def test_catch_up_eta() -> None:
+    now = [0.0]
+    eta = CatchUpEta(clock=lambda: now[0], smoothing=1.0)
+    assert eta.update(None) == "behind ?"
+    assert eta.update(60_000) == "behind 60 s, ETA ?"
+    now[0] = 1.0
+    assert eta.update(50_000) == "behind 50 s, ETA 5 s"  # 10 s of lag caught up per second
+    now[0] = 2.0
+    assert eta.update(0) == "caught up"
