@@ -7,9 +7,10 @@ import argparse
 import importlib
 import sys
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from gorse_cdc.errors import FatalError
+from gorse_cdc.errors import FatalError, GorseCdcError
 from gorse_cdc.logs import setup_logging
 from gorse_cdc.settings import Settings
 
@@ -59,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc: int = args.func(args, settings)
-    except FatalError as e:
-        print(f"gorse-cdc: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except (GorseCdcError, BotoCoreError, ClientError, OSError) as e:
+        # operational failures get one clear line (the traceback with --log-level DEBUG)
+        if args.log_level.upper() == "DEBUG":
+            raise
+        kind = "" if isinstance(e, FatalError) else f"{type(e).__name__}: "
+        print(f"gorse-cdc {args.command}: {kind}{e}", file=sys.stderr)
+        return 2
     return rc
 
 
