@@ -97,3 +97,19 @@ async def test_sqs_dead_letters_and_redrive(env: Env) -> None:
     assert sorted(g["raw"] for g in got if "raw" in g) == sorted(b.decode() for b in bad[:24])
     assert all("JSON" in g["reason"] and g["sequence_number"].isdigit() for g in got)
     sqs.delete_queue(QueueUrl=url)
+
+
+async def test_taking_shards_resets_the_cached_demographics(env: Env) -> None:
+    """Cached demographics are safe only while this worker alone writes its shards' users: the
+    hook that forgets them when shards are taken must be wired to the running sink."""
+    from consumers.sink.liked import LikedLabelsWriter
+
+    env.feed.put(env.feed.load(users=5, movies=5, ratings=20))
+    async with running_consumer(env.settings) as consumer:
+        await wait_drained(env)
+        hook = consumer._on_shards_changed
+        assert getattr(hook, "__func__", None) is LikedLabelsWriter.forget
+        writer = hook.__self__  # type: ignore[attr-defined]
+        assert writer._demo  # the users written so far are cached ...
+        hook()
+        assert not writer._demo  # ... and forgotten by the hook
