@@ -165,7 +165,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         _step(f"OTT activity: {args.changes} changes at {args.rate:.0f}/s")
         summary = run_activity(settings, changes=args.changes, rate=args.rate, seed=8)
-        print(f"    {summary}", flush=True)
+        print(f"    {summary.describe()}", flush=True)
         _step("waiting until Gorse equals the database (gorse-cdc verify)")
         _, waited = asyncio.run(_wait_equal(settings, args.timeout, [dms, consumer]))
         print(f"    drained {waited:.1f} s after the activity ended", flush=True)
