@@ -12,12 +12,12 @@ import time
 import uuid
 
 import boto3
-import psycopg
 
 from gorse_cdc.settings import Settings
 from gorse_cdc.stack.resources import ensure_bucket, ensure_stream
 from producers.activity import run_activity
 from producers.dms import run_dms
+from producers.dms.slot import drop_slot
 from producers.synthetic import GeneratorConfig, generate
 
 
@@ -64,11 +64,7 @@ def main() -> None:
             f"{cdc.changes / dt:,.0f} changes/s"
         )
     finally:
-        with psycopg.connect(s.source_dsn, autocommit=True) as c:
-            c.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-                (s.source.slot_name,),
-            )
+        drop_slot(s.source_dsn, s.source.slot_name)
         boto3.client("kinesis", **s.aws_client_kwargs("kinesis")).delete_stream(
             StreamName=s.kinesis.stream_name
         )

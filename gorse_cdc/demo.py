@@ -48,16 +48,10 @@ def _step(msg: str) -> None:
 def _reset(settings: Settings) -> None:
     from gorse_cdc.stack.components import Stack
     from gorse_cdc.stack.resources import ensure_all, ensure_stream
+    from producers.dms.slot import drop_slot
 
+    drop_slot(settings.source_dsn, settings.source.slot_name)
     with psycopg.connect(settings.source_dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (settings.source.slot_name,)
-        ).fetchone()
-        if row is not None:
-            if row[0] is not None:
-                conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
-                time.sleep(0.5)
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (settings.source.slot_name,))
         conn.execute("TRUNCATE ratings, movies, users")
     kinesis = boto3.client("kinesis", **settings.aws_client_kwargs("kinesis"))
     with contextlib.suppress(kinesis.exceptions.ResourceNotFoundException):

@@ -84,3 +84,27 @@ class ReplicationStream:
     def close(self) -> None:
         with contextlib.suppress(psycopg2.Error):
             self.conn.close()
+
+
+def drop_slot(dsn: str, name: str, timeout_s: float = 5.0) -> bool:
+    """Drop replication slot ``name`` if it exists, ending the walsender that holds it (a DMS
+    process still attached). Returns whether a slot was dropped. For resets, tests, benches."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            row = conn.execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (name,)
+            ).fetchone()
+            if row is None:
+                return False
+            if row[0] is not None:
+                conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+            try:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+                return True
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)

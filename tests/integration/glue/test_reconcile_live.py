@@ -17,12 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from glue.job import ReconcileOptions, run_reconcile
 from gorse_cdc.gorse import GorseClient, Item
 from gorse_cdc.stack.resources import ensure_stream
+from producers.dms.slot import drop_slot
 
 MISSING = [
     m for m in ("producers.dms", "consumers.cli", "consumers.verify") if importlib.util.find_spec(m) is None
@@ -131,9 +131,4 @@ def test_reconcile_during_activity_never_undoes_the_stream(stack, settings, spar
     finally:
         for p in reversed(procs):
             _stop(p)
-        with psycopg.connect(settings.source_dsn, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = %s AND NOT active",
-                (over["GORSE_CDC_SOURCE__SLOT_NAME"],),
-            )
+        drop_slot(settings.source_dsn, over["GORSE_CDC_SOURCE__SLOT_NAME"])

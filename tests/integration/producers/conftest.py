@@ -7,30 +7,15 @@ import uuid
 from collections.abc import Iterator
 
 import boto3
-import psycopg
 import pytest
 
 from gorse_cdc.settings import Settings
 from gorse_cdc.stack.resources import ensure_bucket, ensure_stream
+from producers.dms import slot
 
 
 def drop_slot(settings: Settings) -> None:
-    with psycopg.connect(settings.source_dsn, autocommit=True) as c:
-        row = c.execute(
-            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (settings.source.slot_name,)
-        ).fetchone()
-        if row is None:
-            return
-        if row[0] is not None:
-            c.execute("SELECT pg_terminate_backend(%s)", (row[0],))
-        for _ in range(50):
-            try:
-                c.execute("SELECT pg_drop_replication_slot(%s)", (settings.source.slot_name,))
-                return
-            except psycopg.errors.ObjectInUse:
-                import time
-
-                time.sleep(0.1)
+    slot.drop_slot(settings.source_dsn, settings.source.slot_name)
 
 
 @pytest.fixture
