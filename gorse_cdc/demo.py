@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import boto3
 import psycopg
@@ -74,6 +73,21 @@ def _reset(settings: Settings) -> None:
     Stack(settings).reset_gorse()
 
 
+def _check_source(settings: Settings) -> None:
+    """The DMS's own preflight, here, so that a source not set up for logical replication is
+    named at once in the demo's output (the same line `gorse-cdc dms run` prints)."""
+    from producers.dms.slot import check_source, source_errors
+    from producers.dms.source_errors import SourceSetupError
+
+    try:
+        with source_errors(settings.source_dsn, settings.source.slot_name):
+            conn = psycopg.connect(settings.source_dsn, autocommit=True)
+        with conn:
+            check_source(conn, settings.source_dsn)
+    except SourceSetupError as e:
+        raise SystemExit(f"gorse-cdc demo: {e}") from None
+
+
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "gorse_cdc.cli", "--json-logs", *args],
@@ -93,17 +107,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait()
 
 
-async def _wait_equal(settings: Settings, timeout_s: float, procs: list[Any]) -> tuple[int, float]:
+def _exited_early(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """The CLI's own one-line reason (its last `gorse-cdc ...:` line), and where the log is."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    reason = next((line for line in reversed(lines) if line.startswith("gorse-cdc ")), None)
+    head = f"a pipeline process exited early (code {proc.returncode})"
+    return f"{head}:\n  {reason}\n(log: {log})" if reason else f"{head}; see {log}"
+
+
+async def _wait_equal(
+    settings: Settings, timeout_s: float, procs: list[tuple[subprocess.Popen[bytes], Path]]
+) -> tuple[int, float]:
     from consumers.verify import verify
 
     started = time.monotonic()
     total = -1
     while time.monotonic() - started < timeout_s:
-        for p in procs:
+        for p, log in procs:
             if p.poll() is not None:
-                raise SystemExit(
-                    f"a pipeline process exited early (code {p.returncode}); see .stack/logs/demo-*.log"
-                )
+                raise SystemExit(_exited_early(p, log))
         total = (await verify(settings)).total
         print(f"    differences between Gorse and the database: {total}", flush=True)
         if total == 0:
@@ -153,15 +175,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _step(f"loading a synthetic world: {args.users} users, {args.movies} movies, {args.ratings} ratings")
     generate(settings, GeneratorConfig(args.users, args.movies, args.ratings, seed=7))
     _step("starting the local DMS (full load + CDC -> Kinesis and S3) and the consumer")
-    dms = _spawn(["dms", "run"], logs / "demo-dms.log")
-    consumer = _spawn(["consume"], logs / "demo-consumer.log")
+    _check_source(settings)
+    dms_log, consumer_log = logs / "demo-dms.log", logs / "demo-consumer.log"
+    dms = _spawn(["dms", "run"], dms_log)
+    consumer = _spawn(["consume"], consumer_log)
     rc = 1
     try:
         _step(f"OTT activity: {args.changes} changes at {args.rate:.0f}/s")
         summary = run_activity(settings, changes=args.changes, rate=args.rate, seed=8)
         print(f"    {summary.describe()}", flush=True)
         _step("waiting until Gorse equals the database (gorse-cdc verify)")
-        _, waited = asyncio.run(_wait_equal(settings, args.timeout, [dms, consumer]))
+        _, waited = asyncio.run(
+            _wait_equal(settings, args.timeout, [(dms, dms_log), (consumer, consumer_log)])
+        )
         print(f"    drained {waited:.1f} s after the activity ended", flush=True)
         drift = asyncio.run(verify(settings))
         print(render(drift))

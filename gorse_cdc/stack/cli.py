@@ -50,6 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.purge:
             import shutil
 
+            stack.postgres.purge()  # its cluster may live outside the stack dir
             shutil.rmtree(stack.root, ignore_errors=True)
             print(f"removed {stack.root}")
         return 0

@@ -7,22 +7,18 @@ loopback; all data and logs live under settings.stack.dir.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
 from gorse_cdc.stack import install
+from gorse_cdc.stack.postgres import PG_USER, LocalPostgres
 from gorse_cdc.stack.processes import ProcessSpec, ProcessTable, http_ok, tcp_open, wait_until
-
-PG_USER = "postgres"
 
 
 @dataclass
@@ -37,6 +33,7 @@ class Stack:
         self.root = settings.stack.dir.resolve()
         self.procs = ProcessTable(self.root)
         self.host = settings.stack.host
+        self.postgres = LocalPostgres(settings, self.root)
 
     def _wait(self, name: str, check: Callable[[], bool], what: str, timeout_s: float) -> None:
         """Wait until healthy; fail at once if our process died (e.g. its port is taken)."""
@@ -55,129 +52,18 @@ class Stack:
         return "\n".join("    " + line for line in lines)
 
     # ---- PostgreSQL ----------------------------------------------------------------------
-    @property
-    def pg_data(self) -> Path:
-        return self.root / "postgres" / "data"
-
-    def _pg_as_owner(self, argv: list[str]) -> list[str]:
-        return ["runuser", "-u", PG_USER, "--", *argv] if os.geteuid() == 0 else argv
-
-    def _pg_init(self) -> None:
-        if (self.pg_data / "PG_VERSION").exists():
-            return
-        base = self.root / "postgres"
-        base.mkdir(parents=True, exist_ok=True)
-        (base / "run").mkdir(exist_ok=True)
-        if os.geteuid() == 0:
-            for p in (self.root, base, base / "run"):
-                os.chmod(p, 0o755)  # noqa: S103 - postgres must traverse it
-            shutil.chown(base, PG_USER, PG_USER)
-            shutil.chown(base / "run", PG_USER, PG_USER)
-        pwfile = base / "pw"
-        pwfile.write_text("postgres\n")
-        if os.geteuid() == 0:
-            shutil.chown(pwfile, PG_USER, PG_USER)
-        proc = subprocess.run(
-            self._pg_as_owner(
-                [
-                    str(install.PG_BIN / "initdb"),
-                    "-D",
-                    str(self.pg_data),
-                    "-U",
-                    "postgres",
-                    "--auth=scram-sha-256",
-                    f"--pwfile={pwfile}",
-                    "-E",
-                    "UTF8",
-                ]
-            ),
-            check=False,
-            capture_output=True,
-            text=True,
-        )
-        pwfile.unlink()
-        if proc.returncode != 0:
-            raise FatalError(
-                f"initdb failed (the '{PG_USER}' user must be able to reach {base}):\n{proc.stderr.strip()}"
-            )
-        conf = self.pg_data / "postgresql.conf"
-        with conf.open("a") as f:
-            f.write(
-                "\n# gorse-cdc local stack\n"
-                f"listen_addresses = '{self.host}'\n"
-                f"port = {self.settings.stack.port('postgres')}\n"
-                f"unix_socket_directories = '{base / 'run'}'\n"
-                "wal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n"
-                "max_connections = 200\nshared_buffers = 256MB\nfsync = on\n"
-                "wal_sender_timeout = 0\n"
-            )
-        hba = self.pg_data / "pg_hba.conf"
-        hba.write_text(
-            "local all all trust\n"
-            f"host all all {self.host}/32 scram-sha-256\n"
-            f"host replication all {self.host}/32 scram-sha-256\n"
-        )
-
-    def _psql(self, sql: str, db: str = "postgres") -> str:
-        argv = self._pg_as_owner(
-            [
-                "psql",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                str(self.root / "postgres" / "run"),
-                "-p",
-                str(self.settings.stack.port("postgres")),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-tAc",
-                sql,
-            ]
-        )
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise FatalError(f"psql failed: {proc.stderr.strip()}")
-        return proc.stdout.strip()
-
-    def _pg_bootstrap(self) -> None:
-        s = self.settings.source
-        user, pw, db = s.user, s.password.get_secret_value(), s.database
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", user) or not re.fullmatch(r"[a-z_][a-z0-9_]*", db):
-            raise FatalError("source.user and source.database must be plain lower-case identifiers")
-        pw_sql = pw.replace("'", "''")
-        if not self._psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'"):
-            self._psql(f"CREATE ROLE {user} LOGIN REPLICATION PASSWORD '{pw_sql}'")
-        for name in (db, "gorse"):
-            if not self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
-                self._psql(f"CREATE DATABASE {name} OWNER {user}")
-        schema = resources.files("gorse_cdc.stack").joinpath("schema.sql").read_text("utf-8")
-        self._psql(f"SET ROLE {user}; {schema}", db=db)
-
     def start_postgres(self) -> Part:
         install.ensure_postgres()
-        self._pg_init()
-        port = self.settings.stack.port("postgres")
-        self.procs.start(
-            ProcessSpec(
-                "postgres",
-                [str(install.PG_BIN / "postgres"), "-D", str(self.pg_data)],
-                user=PG_USER,
-            )
-        )
-        self._wait("postgres", lambda: tcp_open(self.host, port), "PostgreSQL", 60)
-        self._wait("postgres", self._pg_ready, "PostgreSQL (accepting queries)", 60)
-        self._pg_bootstrap()
-        return Part("postgres", f"postgresql://{self.host}:{port}/{self.settings.source.database}")
-
-    def _pg_ready(self) -> bool:
-        try:
-            return self._psql("SELECT 1") == "1"
-        except FatalError:
-            return False
+        pg = self.postgres
+        was_running = self.procs.pid("postgres") is not None
+        pg.init()
+        self.procs.start(ProcessSpec("postgres", pg.argv(), cwd=pg.base, user=PG_USER))
+        self._wait("postgres", lambda: tcp_open(self.host, pg.port), "PostgreSQL", 60)
+        self._wait("postgres", pg.ready, "PostgreSQL (accepting queries)", 60)
+        if was_running:
+            pg.reload()  # gorse-cdc.conf may be new (a cluster made by an older gorse-cdc)
+        pg.bootstrap()
+        return Part("postgres", f"postgresql://{self.host}:{pg.port}/{self.settings.source.database}")
 
     # ---- Gorse ---------------------------------------------------------------------------
     def _gorse_config(self) -> Path:
@@ -238,8 +124,8 @@ class Stack:
         """Stop Gorse, drop its data and cache, start it empty (tests, demos)."""
         self.procs.stop("gorse")
         if self.settings.stack.gorse_store == "postgres":
-            self._psql("DROP DATABASE IF EXISTS gorse WITH (FORCE)")
-            self._psql(f"CREATE DATABASE gorse OWNER {self.settings.source.user}")
+            self.postgres.psql("DROP DATABASE IF EXISTS gorse WITH (FORCE)")
+            self.postgres.psql(f"CREATE DATABASE gorse OWNER {self.settings.source.user}")
         d = self.root / "gorse"
         for name in ("data.sqlite3", "cache.sqlite3"):
             for suffix in ("", "-wal", "-shm", "-journal"):

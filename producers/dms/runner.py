@@ -29,7 +29,7 @@ from producers.dms.full_load import LoadTargets, full_load
 from producers.dms.kinesis_sink import KinesisSink
 from producers.dms.records import RecordBuilder, definition_from_change, matches
 from producers.dms.s3_sink import S3Sink
-from producers.dms.slot import ReplicationStream, check_slot_name
+from producers.dms.slot import ReplicationStream, check_slot_name, check_source, source_errors
 from producers.dms.wal2json import (
     Begin,
     Commit,
@@ -187,9 +187,16 @@ class LocalDms:
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self) -> DmsSummary:
-        stream = ReplicationStream(self.dsn, self.slot)
+        with source_errors(self.dsn, self.slot):
+            q = psycopg.connect(self.dsn, autocommit=True)
         try:
-            with psycopg.connect(self.dsn, autocommit=True) as q:
+            check_source(q, self.dsn)
+            stream = ReplicationStream(self.dsn, self.slot)
+        except BaseException:
+            q.close()
+            raise
+        try:
+            with q:
                 self._prepare(q, stream)
                 stream.start(plugin_options(self.schema))
                 self._loop(stream, q)
