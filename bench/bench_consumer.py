@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.coalesce import coalesce
 from consumers.sink.gorse_sink import run_all
+from entrypoints.stack.resources import ensure_stream
 from gorse_cdc.dms.record import DmsRecord
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.resources import ensure_stream
 from tests.integration.consumers.conftest import (
     Env,
     clear_gorse,

@@ -13,9 +13,9 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+from entrypoints.stack.components import Stack
 from gorse_cdc.gorse import Feedback, GorseClient, Item, User
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.components import Stack
 
 
 async def main() -> None:

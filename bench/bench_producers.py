@@ -13,8 +13,8 @@ import uuid
 
 import boto3
 
+from entrypoints.stack.resources import ensure_bucket, ensure_stream
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.resources import ensure_bucket, ensure_stream
 from producers.activity import run_activity
 from producers.dms import run_dms
 from producers.dms.slot import drop_slot

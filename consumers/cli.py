@@ -53,23 +53,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.set_defaults(func=run_verify)
 
 
+def consume_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The command line's flags folded into the one Settings object (flags win)."""
+    kinesis, leases, consumer = {}, {}, {}
+    if args.stream:
+        kinesis["stream_name"] = args.stream
+    if args.lease_table:
+        leases["table"] = args.lease_table
+    if args.worker_id:
+        consumer["worker_id"] = args.worker_id
+    if args.metrics_port is not None:
+        consumer["metrics_port"] = args.metrics_port
+    if args.enhanced_fan_out:
+        consumer["enhanced_fan_out"] = True
+    return settings.model_copy(
+        update={
+            "kinesis": settings.kinesis.model_copy(update=kinesis),
+            "leases": settings.leases.model_copy(update=leases),
+            "consumer": settings.consumer.model_copy(update=consumer),
+        }
+    )
+
+
 def run_consume(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.service import Consumer
+    from consumers.wiring import open_consumer
 
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        consumer = Consumer(
-            settings,
-            stream_name=args.stream,
-            lease_table=args.lease_table,
-            worker_id=args.worker_id,
-            enhanced_fan_out=args.enhanced_fan_out,
-            metrics_port=args.metrics_port,
-        )
-        return await consumer.run(stop)
+        async with open_consumer(consume_settings(args, settings)) as consumer:
+            return await consumer.run(stop)
 
     return asyncio.run(main())
 

@@ -24,13 +24,15 @@ class ShardRecord:
 
 @dataclass(slots=True)
 class RecordBatch:
-    """What one read returns. ``shard_ended``: the shard is closed and fully read."""
+    """What one read returns. ``shard_ended``: the shard is closed and fully read.
+    ``stop_point``: a bounded reader (a replay) reached its stop point; this is its last batch."""
 
     shard_id: str
     records: list[ShardRecord] = field(default_factory=list)
     millis_behind_latest: int | None = None
     shard_ended: bool = False
     child_shard_ids: tuple[str, ...] = ()
+    stop_point: bool = False
 
     @property
     def last_sequence_number(self) -> str | None:

@@ -1,4 +1,5 @@
-"""The consumer service: the one place where the parts are wired together.
+"""The consumer service: leases, shard workers, health, graceful shutdown. It is handed its
+parts (ConsumerParts; consumers.wiring.open_consumer builds the real ones) and builds nothing.
 
 Every failover/3 the loop lists the stream's shards, creates missing leases, renews the
 held ones (stopping the shards whose lease was lost), takes leases (balancing) and starts a
@@ -13,27 +14,23 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumers.health import HealthServer
-from consumers.kinesis.fanout import FanOutReader, ensure_stream_consumer
 from consumers.kinesis.pacing import PollPacer
-from consumers.kinesis.reader import ShardReader, StartPosition
-from consumers.kinesis.shards import list_shards
+from consumers.kinesis.shards import ShardInfo
 from consumers.leases.coordinator import LeaseCoordinator
 from consumers.leases.lease import Lease
 from consumers.leases.table import LeaseTable
 from consumers.metrics import Metrics
-from consumers.pipeline import BatchApplier
-from consumers.protocols import RecordSource
+from consumers.protocols import Applier, RecordSource
 from consumers.shard_worker import ShardState, ShardWorker
-from consumers.wiring import build_applier, build_mapper, gorse_sink, open_clients
-from gorse_cdc.errors import GorseRetriableError
-from gorse_cdc.gorse import GorseClient
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,111 +40,89 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+async def _always_ready() -> bool:
+    return True
+
+
+@dataclass
+class ConsumerParts:
+    """What the consumer runs on. consumers.wiring.open_consumer builds them from the settings
+    (aiobotocore clients, the DynamoDB lease table, the Gorse sink); unit tests pass in-memory
+    fakes (tests/unit/consumers/fakes.py)."""
+
+    leases: LeaseTable  # or anything with its methods (the fakes' InMemoryLeaseTable)
+    list_shards: Callable[[], Awaitable[list[ShardInfo]]]
+    source_for: Callable[[Lease], RecordSource]  # a reader from the lease's checkpoint
+    applier: Applier
+    gorse_ready: Callable[[], Awaitable[bool]] = _always_ready
+    on_shards_taken: Callable[[], None] = lambda: None  # forget what other workers may change
+    clock: Callable[[], float] = time.monotonic
+
+
 class Consumer:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        stream_name: str | None = None,
-        lease_table: str | None = None,
-        worker_id: str | None = None,
-        enhanced_fan_out: bool = False,
-        metrics_port: int | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, parts: ConsumerParts, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.stream = stream_name or settings.kinesis.stream_name
-        self.lease_table_name = lease_table or settings.leases.table
-        self.worker_id = worker_id or settings.consumer.worker_id or default_worker_id()
-        self.enhanced_fan_out = enhanced_fan_out
-        self.metrics_port = settings.consumer.metrics_port if metrics_port is None else metrics_port
+        self.parts = parts
+        self.stream = settings.kinesis.stream_name
+        self.worker_id = settings.consumer.worker_id or default_worker_id()
         self.metrics = metrics or Metrics()
         self.workers: dict[str, tuple[ShardWorker, asyncio.Task[ShardState]]] = {}
-        self.coordinator: LeaseCoordinator | None = None
+        self.coordinator = LeaseCoordinator(
+            parts.leases,
+            self.worker_id,
+            failover_ms=settings.leases.failover_ms,
+            max_steal=settings.leases.max_leases_to_steal,
+            clock=parts.clock,
+        )
         self._wake = asyncio.Event()
-        self._on_shards_changed: Callable[[], None] = lambda: None
 
-    # ---- wiring ---------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> int:
-        s = self.settings
+        """Until ``stop`` is set: follow the shards, hold leases, run a worker per held shard;
+        then shut down gracefully (flush, checkpoint, release). Returns the exit code."""
+        await self.parts.leases.ensure_table()
         async with contextlib.AsyncExitStack() as stack:
-            clients = await open_clients(stack, s, self.metrics)
-            kinesis, dynamodb, gorse = clients.kinesis, clients.dynamodb, clients.gorse
-            sink = gorse_sink(s, clients, build_mapper(s))
-            applier = build_applier(s, clients, self.metrics, source_name=self.stream, sink=sink)
-            self._on_shards_changed = sink.liked.forget
-            table = LeaseTable(dynamodb, self.lease_table_name)
-            await table.ensure_table()
-            self.coordinator = LeaseCoordinator(
-                table,
-                self.worker_id,
-                failover_ms=s.leases.failover_ms,
-                max_steal=s.leases.max_leases_to_steal,
-            )
-            consumer_arn = None
-            if self.enhanced_fan_out:
-                consumer_arn = await ensure_stream_consumer(
-                    kinesis, self.stream, f"gorse-cdc-{self.lease_table_name}"
-                )
-            health = None
-            if self.metrics_port:
+            port = self.settings.consumer.metrics_port
+            if port:
                 health = HealthServer(
                     self.metrics,
                     self._is_balancing,
-                    lambda: self._gorse_ok(gorse),
+                    self.parts.gorse_ready,
                     host=self.settings.consumer.metrics_host,
-                    port=self.metrics_port,
+                    port=port,
                 )
                 await health.start()
                 stack.push_async_callback(health.stop)
             log.info("consumer started", extra={"worker": self.worker_id, "stream": self.stream})
-
-            def source_for(lease: Lease) -> RecordSource:
-                start = StartPosition.from_checkpoint(lease.checkpoint)
-                if consumer_arn is not None:
-                    return FanOutReader(kinesis, consumer_arn, lease.lease_key, start, self.metrics)
-                return ShardReader(kinesis, self.stream, lease.lease_key, start, self.metrics)
-
-            await self._loop(stop, kinesis, applier, source_for)
+            await self._loop(stop)
             await self._shutdown()
         return 0
 
     def _is_balancing(self) -> bool:
         c = self.coordinator
-        if c is None or c.last_balance_at is None:
+        if c.last_balance_at is None:
             return False
         return bool(c.held) or c.clock() - c.last_balance_at < c.failover_s
-
-    async def _gorse_ok(self, gorse: GorseClient) -> bool:
-        try:
-            await asyncio.wait_for(gorse.health(), 2.0)
-            return True
-        except (GorseRetriableError, TimeoutError):
-            return False
-        except Exception:
-            return False
 
     def _batch_limit(self) -> int:
         c = self.settings.consumer
         return max(1, min(c.max_records_per_call, c.max_in_flight_records // max(1, len(self.workers))))
 
     # ---- the loop ---------------------------------------------------------------------------------
-    async def _loop(self, stop: asyncio.Event, kinesis: Any, applier: BatchApplier, source_for: Any) -> None:
+    async def _loop(self, stop: asyncio.Event) -> None:
         c = self.coordinator
-        assert c is not None
         interval = c.failover_s / 3
         last_renewed = c.clock()
         while not stop.is_set():
             try:
-                await c.sync_shards(await list_shards(kinesis, self.stream))
+                await c.sync_shards(await self.parts.list_shards())
                 for shard in await c.renew():
                     self._stop_worker(shard)
                 last_renewed = c.clock()
                 taken = await c.balance()
                 if taken:  # users of newly held shards may have been written elsewhere
-                    self._on_shards_changed()
+                    self.parts.on_shards_taken()
                 for lease in taken:
-                    self._start_worker(lease, applier, source_for)
+                    self._start_worker(lease)
             except (ClientError, BotoCoreError, OSError) as e:
                 log.warning("lease round failed: %s", e)
                 if c.clock() - last_renewed > c.failover_s:  # others may own our leases by now
@@ -161,15 +136,14 @@ class Consumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop.wait(), self._wake.wait()), interval)
 
-    def _start_worker(self, lease: Lease, applier: BatchApplier, source_for: Any) -> None:
-        assert self.coordinator is not None
+    def _start_worker(self, lease: Lease) -> None:
         old = self.workers.pop(lease.lease_key, None)
         if old is not None:
             old[0].abort()
         worker = ShardWorker(
-            source_for(lease),
-            applier,
-            self.coordinator,  # type: ignore[arg-type]
+            self.parts.source_for(lease),
+            self.parts.applier,
+            self.coordinator,
             pacer=PollPacer(self.settings.consumer.idle_pause_ms / 1000),
             batch_limit=self._batch_limit,
             metrics=self.metrics,
@@ -184,7 +158,6 @@ class Consumer:
             entry[0].lease_lost()
 
     def _reap(self) -> None:
-        assert self.coordinator is not None
         for shard, (_worker, task) in list(self.workers.items()):
             if not task.done():
                 continue
@@ -196,7 +169,6 @@ class Consumer:
                     log.error("shard failed; its lease will be taken again", extra={"shard": shard})
 
     async def _shutdown(self) -> None:
-        assert self.coordinator is not None
         timeout = self.settings.consumer.shutdown_timeout_s
         for worker, _ in self.workers.values():
             worker.request_shutdown()

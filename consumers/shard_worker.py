@@ -21,9 +21,10 @@ from collections.abc import Callable
 from consumers.kinesis.pacing import PollPacer
 from consumers.leases.lease import LeaseLostError
 from consumers.metrics import Metrics
-from consumers.pipeline import BatchApplier, Stopped
-from consumers.protocols import RecordSource
+from consumers.pipeline import Stopped
+from consumers.protocols import Applier, CheckpointStore, EndReason, RecordSource
 from consumers.records import RecordBatch
+from gorse_cdc.errors import FatalError
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +38,16 @@ class ShardState(enum.Enum):
     FAILED = "failed"
 
 
-class EndOfShardStore:
-    """What the worker needs from the lease side (LeaseCoordinator implements it)."""
-
-    async def checkpoint(self, shard_id: str, sequence_number: str) -> None:
-        raise NotImplementedError
-
-    async def shard_ended(self, shard_id: str, children: tuple[str, ...] = ()) -> None:
-        raise NotImplementedError
+class IllegalTransitionError(FatalError):
+    """A ShardWorker was asked to move between states that do not follow each other (a bug)."""
 
 
 class ShardWorker:
     def __init__(
         self,
         source: RecordSource,
-        applier: BatchApplier,
-        checkpoints: EndOfShardStore,
+        applier: Applier,
+        checkpoints: CheckpointStore,
         *,
         pacer: PollPacer,
         batch_limit: Callable[[], int],
@@ -67,13 +62,15 @@ class ShardWorker:
         self.metrics = metrics or Metrics()
         self.state = ShardState.INITIALIZING
         self.last_checkpoint: str | None = None
+        self.error: BaseException | None = None  # what made it FAILED
         self._shutdown = asyncio.Event()  # stop reading; flush the current batch
         self._abort = False  # lease lost / deadline passed: stop at once, no checkpoint
         self._lost = False
 
     # ---- transitions ---------------------------------------------------------------------------
     def _to(self, new: ShardState, *expected: ShardState) -> None:
-        assert self.state in expected, f"{self.shard_id}: {self.state} -> {new}"
+        if self.state not in expected:
+            raise IllegalTransitionError(f"shard {self.shard_id}: {self.state.value} -> {new.value}")
         log.info("shard %s -> %s", self.state.value, new.value, extra={"shard": self.shard_id})
         self.state = new
 
@@ -120,9 +117,10 @@ class ShardWorker:
         except asyncio.CancelledError:
             self._abort = True
             raise
-        except Exception:
+        except Exception as e:
             log.exception("shard worker failed", extra={"shard": self.shard_id})
-            self.state = ShardState.FAILED
+            self.error = e
+            self._to(ShardState.FAILED, ShardState.PROCESSING)
         finally:
             await self.source.close()
         if self.state is ShardState.PROCESSING:
@@ -145,8 +143,9 @@ class ShardWorker:
                 await self.checkpoints.checkpoint(self.shard_id, last)
                 self.metrics.checkpoints.labels(self.shard_id).inc()
                 self.last_checkpoint = last
-            if batch.shard_ended:
-                await self.checkpoints.shard_ended(self.shard_id, batch.child_shard_ids)
+            if batch.shard_ended or batch.stop_point:
+                reason = EndReason.STOP_POINT if batch.stop_point else EndReason.CLOSED
+                await self.checkpoints.shard_ended(self.shard_id, batch.child_shard_ids, reason)
                 self._to(ShardState.SHARD_ENDED, ShardState.PROCESSING)
                 return
             pause = self.pacer.next_pause(len(batch.records), limit, batch.millis_behind_latest)

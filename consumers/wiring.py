@@ -1,9 +1,12 @@
-"""Builds the shared apply path (clients, Gorse sink, dead-letter store, applier) from the
-settings. Used by the live consumer and by the replay tool, so both write the same way."""
+"""Builds the parts from the settings: clients, the shared apply path (Gorse sink, dead-letter
+store, applier) used by the live consumer and the replay tool alike, and the live consumer
+itself (open_consumer). The only module that turns settings into connected objects."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +14,15 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from consumers.deadletter_stores import S3DeadLetterStore, SqsDeadLetterStore
+from consumers.kinesis.fanout import FanOutReader, ensure_stream_consumer
+from consumers.kinesis.reader import ShardReader, StartPosition
+from consumers.kinesis.shards import list_shards
+from consumers.leases.lease import Lease
+from consumers.leases.table import LeaseTable
 from consumers.metrics import Metrics
 from consumers.pipeline import BatchApplier
-from consumers.protocols import DeadLetterStore, Sink
+from consumers.protocols import DeadLetterStore, RecordSource, Sink
+from consumers.service import Consumer, ConsumerParts
 from consumers.sink.gorse_sink import GorseSink
 from consumers.sink.item_cache import ItemLabelCache
 from gorse_cdc.gorse.client import GorseClient
@@ -87,3 +96,45 @@ def build_applier(
         metrics,
         source_name=source_name,
     )
+
+
+@contextlib.asynccontextmanager
+async def open_consumer(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Consumer]:
+    """The live consumer, wired from the settings: aiobotocore clients, the DynamoDB lease
+    table, GetRecords (or enhanced fan-out) readers, the Gorse sink and the dead-letter store.
+    The one place that builds a Consumer's parts for real."""
+    metrics = metrics or Metrics()
+    s = settings
+    stream = s.kinesis.stream_name
+    async with contextlib.AsyncExitStack() as stack:
+        clients = await open_clients(stack, s, metrics)
+        sink = gorse_sink(s, clients, build_mapper(s))
+        applier = build_applier(s, clients, metrics, source_name=stream, sink=sink)
+        consumer_arn = None
+        if s.consumer.enhanced_fan_out:
+            consumer_arn = await ensure_stream_consumer(
+                clients.kinesis, stream, f"gorse-cdc-{s.leases.table}"
+            )
+
+        def source_for(lease: Lease) -> RecordSource:
+            start = StartPosition.from_checkpoint(lease.checkpoint)
+            if consumer_arn is not None:
+                return FanOutReader(clients.kinesis, consumer_arn, lease.lease_key, start, metrics)
+            return ShardReader(clients.kinesis, stream, lease.lease_key, start, metrics)
+
+        async def gorse_ready() -> bool:
+            try:
+                await asyncio.wait_for(clients.gorse.health(), 2.0)
+                return True
+            except Exception:  # any failure means "not ready"; /readyz says so
+                return False
+
+        parts = ConsumerParts(
+            leases=LeaseTable(clients.dynamodb, s.leases.table),
+            list_shards=lambda: list_shards(clients.kinesis, stream),
+            source_for=source_for,
+            applier=applier,
+            gorse_ready=gorse_ready,
+            on_shards_taken=sink.liked.forget,
+        )
+        yield Consumer(s, parts, metrics=metrics)

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
-from gorse_cdc.dms.s3files import S3FileName, S3FormatError, TableDefinition, decode_csv, rows_from_file
+from gorse_cdc.dms.s3files import S3FileName, decode_csv, rows_from_file
+from gorse_cdc.dms.tables import S3FormatError, TableDefinition
 
 Row = tuple[str, list[str | None]]
 

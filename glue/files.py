@@ -10,13 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gorse_cdc.dms.s3files import (
-    S3FileName,
-    TableDefinition,
-    classify_key,
-    table_definition_key,
-    table_prefix,
-)
+from gorse_cdc.dms.s3files import S3FileName, classify_key, table_definition_key, table_prefix
+from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
 
 

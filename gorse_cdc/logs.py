@@ -27,12 +27,28 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """Plain text with the record's context (shard, sequence, worker, ...) after the message,
+    as ``key=value`` pairs: a text log line says where it happened, as a JSON one does."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = [f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD]
+        if not extra:
+            return line
+        head, sep, tail = line.partition("\n")  # keep a traceback below the context
+        return f"{head} [{' '.join(extra)}]{sep}{tail}"
+
+
 def setup_logging(level: str = "INFO", json: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -118,6 +118,7 @@ class ConsumerSettings(BaseModel):
     max_in_flight_records: int = Field(20_000, ge=1, description="bounds memory per worker")
     gorse_concurrency: int = Field(8, ge=1)
     metrics_port: int = 9108
+    enhanced_fan_out: bool = Field(False, description="SubscribeToShard instead of GetRecords")
     metrics_host: str = Field("127.0.0.1", description="0.0.0.0 in containers (the images set it)")
     shutdown_timeout_s: float = 20.0
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")

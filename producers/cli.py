@@ -26,7 +26,7 @@ def _register_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="put data into the source database: MovieLens 100K, synthetic data, live activity",
         description=(
             "Fill and change the source PostgreSQL (settings.source). Tables: users, movies, "
-            "ratings (gorse_cdc/stack/schema.sql). Bulk loads use COPY."
+            "ratings (entrypoints/stack/schema.sql). Bulk loads use COPY."
         ),
     )
     ds = p.add_subparsers(dest="data_cmd", required=True)

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+# the layers (import-linter, contracts in pyproject.toml): seconds, and CI runs them too
+.venv/bin/lint-imports --no-cache
 started=0
 if ! .venv/bin/gorse-cdc stack status >/dev/null 2>&1; then started=1; fi
 .venv/bin/gorse-cdc stack up

@@ -19,8 +19,8 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[object]:
     """The real local stack (PostgreSQL+wal2json, Gorse, Kinesis emulator, moto)."""
-    from gorse_cdc.stack.components import Stack
-    from gorse_cdc.stack.resources import ensure_all
+    from entrypoints.stack.components import Stack
+    from entrypoints.stack.resources import ensure_all
 
     s = Stack(settings)
     s.up()

@@ -17,6 +17,8 @@ from consumers.kinesis.shards import ShardInfo, children_of
 from consumers.leases.balancer import choose_leases
 from consumers.leases.lease import Lease, LeaseLostError
 from consumers.leases.table import LeaseTable
+from consumers.protocols import EndReason
+from gorse_cdc.errors import FatalError
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +116,21 @@ class LeaseCoordinator:
         self.last_balance_at = self.clock()
         return taken
 
-    # ---- CheckpointStore ----------------------------------------------------------------------
+    # ---- CheckpointStore (consumers.protocols) ------------------------------------------------
     async def checkpoint(self, shard_id: str, sequence_number: str) -> None:
+        """Conditional on this worker's ownership, both here (a lease lost at the last renewal)
+        and in the table (taken since)."""
         if shard_id not in self.held:
             raise LeaseLostError(shard_id)
         await self.table.checkpoint(shard_id, self.worker_id, sequence_number)
 
-    async def shard_ended(self, shard_id: str, children: tuple[str, ...] = ()) -> None:
+    async def shard_ended(
+        self, shard_id: str, children: tuple[str, ...] = (), reason: EndReason = EndReason.CLOSED
+    ) -> None:
+        """SHARD_END, the children recorded, the lease released. The live consumer reads
+        open shards without a stop point: only CLOSED is legal here."""
+        if reason is not EndReason.CLOSED:
+            raise FatalError(f"shard {shard_id}: the live consumer has no stop point ({reason.value})")
         if shard_id not in self.held:
             raise LeaseLostError(shard_id)
         await self.table.mark_ended(shard_id, self.worker_id, list(children))

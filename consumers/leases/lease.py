@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gorse_cdc.errors import FatalError
+
 SHARD_END = "SHARD_END"
 TRIM_HORIZON = "TRIM_HORIZON"
 
 
-class LeaseLostError(Exception):
-    """This worker no longer owns the lease: stop the shard, do not checkpoint."""
+class LeaseLostError(FatalError):
+    """This worker no longer owns the lease: stop the shard, do not checkpoint. Fatal for the
+    shard (never retried, never dead-letters), not for the process: the service stops the
+    shard's worker and goes on with its other leases."""
+
+    def __init__(self, shard_id: str) -> None:
+        super().__init__(f"lease of shard {shard_id} lost: another worker owns it now")
+        self.shard_id = shard_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,13 +24,8 @@ import orjson
 
 from consumers.records import ShardRecord
 from gorse_cdc.dms.record import DmsRecord, encode_record
-from gorse_cdc.dms.s3files import (
-    TableDefinition,
-    classify_key,
-    rows_with_commit_time,
-    table_definition_key,
-    table_prefix,
-)
+from gorse_cdc.dms.s3files import classify_key, rows_with_commit_time, table_definition_key, table_prefix
+from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
 
 ARCHIVE_SHARD = "s3-archive"

@@ -8,11 +8,15 @@ from typing import Any
 
 from consumers.leases.lease import SHARD_END, TRIM_HORIZON, Lease
 from consumers.leases.table import LeaseTable
+from consumers.protocols import EndReason
 
 DONE = "REPLAY_DONE"  # the stop point was reached on an open shard
 
 
 class ReplayCheckpoints:
+    """The CheckpointStore (consumers.protocols) of one replay job. A job runs one process per
+    shard set, so ownership is the job name: the conditions of the lease table still hold."""
+
     def __init__(self, client: Any, table: str, job: str) -> None:
         if "/" in job or not job:
             raise ValueError("the replay job name must be non-empty and contain no '/'")
@@ -44,8 +48,12 @@ class ReplayCheckpoints:
         await self.table.create_if_absent(Lease(self.key(shard_id), self.job))
         await self.table.checkpoint(self.key(shard_id), self.job, position)
 
-    async def shard_ended(self, shard_id: str) -> None:
-        await self.checkpoint(shard_id, SHARD_END)
+    async def shard_ended(
+        self, shard_id: str, children: tuple[str, ...] = (), reason: EndReason = EndReason.CLOSED
+    ) -> None:
+        """CLOSED: SHARD_END (the shard is read to its end); STOP_POINT: DONE. Either way the
+        job will not read the shard again (is_finished)."""
+        await self.checkpoint(shard_id, SHARD_END if reason is EndReason.CLOSED else DONE)
 
     async def finished(self, shard_id: str) -> None:
         await self.checkpoint(shard_id, DONE)

@@ -13,15 +13,19 @@ from typing import Any
 from tqdm import tqdm
 
 from consumers.coalesce import WritePlan
+from consumers.kinesis.pacing import PollPacer
 from consumers.kinesis.reader import ShardReader, StartPosition
 from consumers.kinesis.shards import list_shards
 from consumers.metrics import Metrics
-from consumers.pipeline import BatchApplier, BatchOutcome
+from consumers.pipeline import BatchOutcome
+from consumers.protocols import Applier, CheckpointStore
 from consumers.records import ShardRecord
 from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
 from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
-from consumers.replay.plan import CatchUpEta, RateLimiter, RecordFilter, ReplaySummary, StopPoint, shard_waves
+from consumers.replay.plan import RateLimiter, RecordFilter, ReplaySummary, StopPoint, shard_waves
 from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
+from consumers.replay.shards import BoundedSource, FilteredApplier, NoCheckpoints
+from consumers.shard_worker import ShardState, ShardWorker
 from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, open_clients
 from gorse_cdc.settings import Settings
 
@@ -73,34 +77,30 @@ class Replay:
         self.metrics = Metrics()
         self._stop = asyncio.Event()
         self._bars = 0
+        self._workers: set[ShardWorker] = set()
 
     def stop(self) -> None:
+        """Finish the current batches (applied and checkpointed), then stop."""
         self._stop.set()
+        for worker in self._workers:
+            worker.request_shutdown()
 
     def _bar(self, desc: str, total: int | None = None, unit: str = "rec") -> tqdm[Any]:
         self._bars += 1
         return tqdm(total=total, desc=desc, unit=unit, position=self._bars - 1, disable=not self.progress)
 
-    async def _apply(self, applier: BatchApplier, records: list[ShardRecord], shard: str) -> BatchOutcome:
-        kept = [r for r in records if self.filter.keep(r)]
-        self.summary.read += len(records)
-        self.summary.filtered += len(records) - len(kept)
-        self.summary.shards[shard] = self.summary.shards.get(shard, 0) + len(records)
-        delay = self.limiter.delay(len(kept))
-        if delay:
-            await asyncio.sleep(delay)
-        outcome = await applier.apply(kept, self._stop.is_set)
-        self.summary.applied += outcome.applied
-        self.summary.skipped += outcome.skipped
-        self.summary.dead_lettered += len(outcome.dead_letters)
-        return outcome
+    async def _apply(self, applier: Applier, records: list[ShardRecord]) -> BatchOutcome:
+        return await applier.apply(records, self._stop.is_set)
 
-    def _applier(self, clients: Clients, source: str, **kw: Any) -> BatchApplier:
+    def _applier(self, clients: Clients, source: str, *, label: str | None = None, **kw: Any) -> Applier:
+        """The shared apply path, filtered, rate-limited and counted; in a dry run its sink and
+        dead-letter store only count."""
         sink = DryRunSink() if self.dry_run else None
         dead = CollectingStore() if self.dry_run else kw.pop("dead_letters", None)
-        return build_applier(
+        inner = build_applier(
             self.settings, clients, self.metrics, source_name=source, sink=sink, dead_letters=dead
         )
+        return FilteredApplier(inner, self.filter, self.limiter, self.summary, label=label)
 
     async def _checkpoints(self, clients: Clients) -> ReplayCheckpoints:
         cps = ReplayCheckpoints(clients.dynamodb, self.settings.replay.table, self.job)
@@ -134,49 +134,37 @@ class Replay:
         self,
         clients: Clients,
         cps: ReplayCheckpoints,
-        applier: BatchApplier,
+        applier: Applier,
         stream: str,
         shard: str,
         start: StartPosition,
         stop: StopPoint,
         started_at: datetime,
     ) -> None:
+        """One shard through the live consumer's ShardWorker, with the replay's seams."""
         position = await cps.position(shard)
         if is_finished(position):
             log.info("shard already replayed by job %s", self.job, extra={"shard": shard})
             return
         begin = StartPosition("AFTER_SEQUENCE_NUMBER", position) if position else start
         reader = ShardReader(clients.kinesis, stream, shard, begin, self.metrics)
-        bar = self._bar(shard)
-        eta = CatchUpEta()
+        checkpoints: CheckpointStore = NoCheckpoints() if self.dry_run else cps
+        worker = ShardWorker(
+            BoundedSource(reader, stop, started_at, self._bar(shard)),
+            applier,
+            checkpoints,
+            pacer=PollPacer(0.0),
+            batch_limit=lambda: self.settings.replay.batch_size,
+            metrics=self.metrics,
+        )
+        self._workers.add(worker)
         try:
-            while not self._stop.is_set():
-                batch = await reader.next_batch(self.settings.replay.batch_size)
-                records: list[ShardRecord] = []
-                passed = False
-                for r in batch.records:
-                    if stop.passed(r, started_at):
-                        passed = True
-                        break
-                    records.append(r)
-                if records:
-                    await self._apply(applier, records, shard)
-                    if not self.dry_run:
-                        await cps.checkpoint(shard, records[-1].sequence_number)
-                    bar.update(len(records))
-                bar.set_postfix_str(eta.update(batch.millis_behind_latest, bool(batch.records)))
-                caught_up = not batch.records and not batch.millis_behind_latest
-                if batch.shard_ended and not passed:
-                    if not self.dry_run:
-                        await cps.shard_ended(shard)
-                    return
-                if passed or caught_up:
-                    if not self.dry_run:
-                        await cps.finished(shard)
-                    return
+            state = await worker.run()
         finally:
-            bar.close()
-            await reader.close()
+            self._workers.discard(worker)
+        if state is ShardState.FAILED:
+            assert worker.error is not None
+            raise worker.error
 
     # ---- S3 archive -----------------------------------------------------------------------------
     async def archive(
@@ -204,7 +192,7 @@ class Replay:
                 timestamp_column=bool(s.s3.timestamp_column),
             )
             files = await source.files()
-            applier = self._applier(clients, f"s3://{s.s3.bucket}/{s.s3.prefix}")
+            applier = self._applier(clients, f"s3://{s.s3.bucket}/{s.s3.prefix}", label=ARCHIVE_SHARD)
             bar = self._bar("s3 archive", total=sum(f.size for fs in files.values() for f in fs), unit="B")
             bar.unit_scale = True
             batch: list[ShardRecord] = []
@@ -227,11 +215,11 @@ class Replay:
         return self.summary
 
     async def _flush(
-        self, applier: BatchApplier, cps: ReplayCheckpoints, batch: list[ShardRecord], pos: str | None
+        self, applier: Applier, cps: ReplayCheckpoints, batch: list[ShardRecord], pos: str | None
     ) -> None:
         if not batch:
             return
-        await self._apply(applier, batch, ARCHIVE_SHARD)
+        await self._apply(applier, batch)
         if not self.dry_run and pos is not None:
             await cps.checkpoint(ARCHIVE_SHARD, pos)
 
@@ -254,7 +242,7 @@ class Replay:
             try:
                 for item in stored:
                     again.letters.clear()
-                    outcome = await self._apply(applier, [as_record(item.letter)], item.letter.shard_id)
+                    outcome = await self._apply(applier, [as_record(item.letter)])
                     if self.dry_run:
                         pass
                     elif again.letters:

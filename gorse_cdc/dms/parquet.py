@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gorse_cdc.dms.s3files import S3FormatError, TableDefinition
+from gorse_cdc.dms.tables import S3FormatError, TableDefinition
 
 _TYPES: dict[str, pa.DataType] = {
     "smallint": pa.int16(),

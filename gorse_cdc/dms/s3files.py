@@ -20,50 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from gorse_cdc.errors import PermanentRecordError
+from gorse_cdc.dms.tables import S3FormatError, TableDefinition
 
 NULL = "NULL"
 LOAD_RE = re.compile(r"LOAD([0-9A-F]{8})\.(csv|parquet)(\.gz)?$")
 CDC_RE = re.compile(r"(\d{8})-(\d{9})\.(csv|parquet)(\.gz)?$")
-
-
-class S3FormatError(PermanentRecordError):
-    pass
-
-
-@dataclass(frozen=True)
-class TableDefinition:
-    schema: str
-    table: str
-    columns: tuple[tuple[str, str], ...]  # (name, source type)
-    primary_key: tuple[str, ...]
-
-    @property
-    def column_names(self) -> list[str]:
-        return [c for c, _ in self.columns]
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "schema": self.schema,
-                "table": self.table,
-                "columns": [{"name": n, "type": t} for n, t in self.columns],
-                "primary_key": list(self.primary_key),
-            },
-            option=orjson.OPT_INDENT_2,
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> TableDefinition:
-        d = orjson.loads(raw)
-        return cls(
-            d["schema"],
-            d["table"],
-            tuple((c["name"], c["type"]) for c in d["columns"]),
-            tuple(d["primary_key"]),
-        )
 
 
 def _join(*parts: str) -> str:

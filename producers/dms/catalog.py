@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gorse_cdc.dms.s3files import TableDefinition
+from gorse_cdc.dms.tables import TableDefinition
 
 _COLUMNS = """
 SELECT cl.relname, a.attname, format_type(a.atttypid, a.atttypmod)

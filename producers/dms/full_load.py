@@ -13,7 +13,8 @@ import psycopg
 from psycopg import sql
 
 from gorse_cdc.dms.record import encode_record
-from gorse_cdc.dms.s3files import TableDefinition, table_prefix
+from gorse_cdc.dms.s3files import table_prefix
+from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
 from producers.dms.catalog import load_order, read_definitions
 from producers.dms.kinesis_sink import KinesisSink

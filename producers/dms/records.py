@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gorse_cdc.dms.record import DmsRecord
-from gorse_cdc.dms.s3files import TableDefinition
+from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
 from gorse_cdc.mapping.mapper import Mapper
 from producers.dms.values import (

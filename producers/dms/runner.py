@@ -18,7 +18,7 @@ from typing import Literal
 import psycopg
 
 from gorse_cdc.dms.record import encode_record
-from gorse_cdc.dms.s3files import TableDefinition
+from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
 from gorse_cdc.mapping.mapper import Mapper
 from gorse_cdc.mapping.spec import load_spec

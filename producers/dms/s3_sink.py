@@ -21,7 +21,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gorse_cdc.dms.s3files import (
-    TableDefinition,
     cdc_file_key,
     encode_csv,
     format_timestamp_column,
@@ -29,6 +28,7 @@ from gorse_cdc.dms.s3files import (
     state_key,
     table_definition_key,
 )
+from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
 from producers.dms import metrics

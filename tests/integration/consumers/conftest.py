@@ -18,10 +18,12 @@ import boto3
 import pytest
 
 from consumers.leases.lease import SHARD_END, Lease
+from consumers.metrics import Metrics
 from consumers.service import Consumer
+from consumers.wiring import open_consumer
+from entrypoints.stack.resources import ensure_stream
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.resources import ensure_stream
 from tests.integration.consumers.feed import Feed
 
 
@@ -109,15 +111,20 @@ async def wait_drained(env: Env, timeout_s: float = 180.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_consumer(settings: Settings, **kwargs: object) -> AsyncIterator[Consumer]:
+async def running_consumer(
+    settings: Settings, *, metrics_port: int | None = None, metrics: Metrics | None = None
+) -> AsyncIterator[Consumer]:
     stop = asyncio.Event()
-    consumer = Consumer(settings, **kwargs)  # type: ignore[arg-type]
-    task = asyncio.create_task(consumer.run(stop))
-    try:
-        yield consumer
-    finally:
-        stop.set()
-        assert await asyncio.wait_for(task, 30) == 0
+    if metrics_port is not None:
+        consumer_settings = settings.consumer.model_copy(update={"metrics_port": metrics_port})
+        settings = settings.model_copy(update={"consumer": consumer_settings})
+    async with open_consumer(settings, metrics) as consumer:
+        task = asyncio.create_task(consumer.run(stop))
+        try:
+            yield consumer
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 30) == 0
 
 
 def consumer_process(env: Env, worker_id: str, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
@@ -131,7 +138,7 @@ def consumer_process(env: Env, worker_id: str, log: Path, **extra_env: str) -> s
     argv = [
         sys.executable,
         "-m",
-        "gorse_cdc.cli",
+        "entrypoints.cli",
         "--json-logs",
         "consume",
         "--stream",

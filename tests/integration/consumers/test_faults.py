@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from consumers.verify import render, verify
-from gorse_cdc.stack.components import Stack
+from entrypoints.stack.components import Stack
 from tests.integration.consumers.conftest import (
     Env,
     consumer_process,

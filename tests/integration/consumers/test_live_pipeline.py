@@ -15,9 +15,9 @@ import boto3
 import psycopg
 
 from consumers.verify import render, verify
+from entrypoints.stack.components import Stack
+from entrypoints.stack.resources import ensure_bucket, ensure_stream
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.components import Stack
-from gorse_cdc.stack.resources import ensure_bucket, ensure_stream
 from producers.activity import run_activity
 from producers.dms.runner import run_dms
 from producers.synthetic import generate

@@ -12,7 +12,7 @@ import boto3
 import orjson
 
 from consumers.replay.runner import Replay
-from gorse_cdc.stack.components import Stack
+from entrypoints.stack.components import Stack
 from tests.integration.consumers.conftest import Env, running_consumer, wait_drained
 
 
@@ -107,7 +107,7 @@ async def test_taking_shards_resets_the_cached_demographics(env: Env) -> None:
     env.feed.put(env.feed.load(users=5, movies=5, ratings=20))
     async with running_consumer(env.settings) as consumer:
         await wait_drained(env)
-        hook = consumer._on_shards_changed
+        hook = consumer.parts.on_shards_taken
         assert getattr(hook, "__func__", None) is LikedLabelsWriter.forget
         writer = hook.__self__  # type: ignore[attr-defined]
         assert writer._demo  # the users written so far are cached ...

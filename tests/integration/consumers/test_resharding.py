@@ -12,9 +12,9 @@ import boto3
 import pytest
 
 from consumers.verify import render, verify
+from entrypoints.stack.components import Stack
+from entrypoints.stack.resources import ensure_stream
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.components import Stack
-from gorse_cdc.stack.resources import ensure_stream
 from tests.integration.consumers.conftest import Env, leases, running_consumer, wait_drained
 
 KL_OFFSET = 257  # kinesis-local listens on 14567 + this (plain HTTP) and +1000 (TLS)

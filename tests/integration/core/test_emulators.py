@@ -10,8 +10,8 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from entrypoints.stack.resources import ensure_stream
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.resources import ensure_stream
 
 
 async def test_kinesis_put_and_get_with_aiobotocore(stack: object, settings: Settings) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gorse_cdc.cli", "stack", *args],
+        [sys.executable, "-m", "entrypoints.cli", "stack", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -59,4 +59,8 @@ def test_up_twice_then_down_leaves_nothing() -> None:
     leftovers = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True, check=False)
     assert leftovers.stdout.strip() == ""
     assert _cli(env, "status").returncode == 3
-    shutil.rmtree(root, ignore_errors=True)
+    # --purge removes the data too, wherever PostgreSQL's cluster lives (/var/lib/gorse-cdc
+    # for a checkout the postgres user cannot reach)
+    cluster = (root / "postgres").resolve()
+    assert _cli(env, "down", "--purge").returncode == 0
+    assert not root.exists() and not cluster.exists()

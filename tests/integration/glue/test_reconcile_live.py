@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from entrypoints.stack.resources import ensure_stream
 from glue.job import ReconcileOptions, run_reconcile
 from gorse_cdc.gorse import GorseClient, Item
-from gorse_cdc.stack.resources import ensure_stream
 from producers.dms.slot import drop_slot
 
 MISSING = [
@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(bool(MISSING), reason=f"needs the local DMS and the consumer: {MISSING} absent"),
 ]
-CLI = [sys.executable, "-m", "gorse_cdc.cli"]
+CLI = [sys.executable, "-m", "entrypoints.cli"]
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from entrypoints.stack.resources import ensure_bucket, ensure_stream
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.resources import ensure_bucket, ensure_stream
 from producers.dms import slot
 
 

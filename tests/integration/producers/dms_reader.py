@@ -11,7 +11,8 @@ import boto3
 import psycopg
 
 from gorse_cdc.dms.record import DmsRecord, decode_record
-from gorse_cdc.dms.s3files import TableDefinition, classify_key, rows_from_object, table_definition_key
+from gorse_cdc.dms.s3files import classify_key, rows_from_object, table_definition_key
+from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.settings import Settings
 from producers.activity import Change
 from producers.dms.values import to_json_value

@@ -38,7 +38,7 @@ ROOT = Path(__file__).parents[3]
 def _dms(s: Settings, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, **env_for(s)}
     return subprocess.Popen(
-        [sys.executable, "-m", "gorse_cdc.cli", "dms", "run", "--progress-seconds", "1", *extra],
+        [sys.executable, "-m", "entrypoints.cli", "dms", "run", "--progress-seconds", "1", *extra],
         env=env,
         cwd=ROOT,
         stdout=log.open("ab"),

@@ -39,6 +39,6 @@ def test_load_fixture(settings: Settings, stack: object) -> None:
 
 
 def test_load_movielens_cli(settings: Settings, stack: object) -> None:
-    from gorse_cdc.cli import main
+    from entrypoints.cli import main
 
     assert main(["data", "load-movielens", str(FIXTURE), "--truncate"]) == 0

@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from entrypoints.stack import pgconf
+from entrypoints.stack.components import Stack
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack import pgconf
-from gorse_cdc.stack.components import Stack
 from producers.dms.slot import drop_slot
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 def _dms(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gorse_cdc.cli", "dms", "run", "--until-idle"],
+        [sys.executable, "-m", "entrypoints.cli", "dms", "run", "--until-idle"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -12,8 +12,8 @@ import boto3
 import psycopg
 import pytest
 
+from entrypoints.stack.resources import ensure_bucket, ensure_stream
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.resources import ensure_bucket, ensure_stream
 from producers.activity import run_activity
 from producers.dms.runner import run_dms
 from producers.synthetic import generate

@@ -17,9 +17,9 @@ from consumers.kinesis.reader import StartPosition
 from consumers.replay.plan import RecordFilter, StopPoint
 from consumers.replay.runner import Replay
 from consumers.verify import render, verify
+from entrypoints.stack.components import Stack
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.components import Stack
 from tests.integration.consumers.conftest import drained, leases, running_consumer
 
 TRIM = StartPosition("TRIM_HORIZON")
@@ -95,7 +95,7 @@ def _env(s: Settings) -> dict[str, str]:
 
 def test_killed_replay_resumes_and_loses_nothing(history: Settings, tmp_path: Path) -> None:
     Stack(history).reset_gorse()
-    argv = [sys.executable, "-m", "gorse_cdc.cli", "replay", "kinesis", "--rate", "600", "--no-progress"]
+    argv = [sys.executable, "-m", "entrypoints.cli", "replay", "kinesis", "--rate", "600", "--no-progress"]
     log = (tmp_path / "replay.log").open("ab")
     proc = subprocess.Popen(argv, env=_env(history), stdout=log, stderr=log)
     table = history.replay.table

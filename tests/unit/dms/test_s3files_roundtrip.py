@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from gorse_cdc.dms.parquet import encode_parquet, rows_from_parquet
 from gorse_cdc.dms.s3files import (
-    TableDefinition,
     cdc_file_key,
     classify_key,
     decode_csv,
@@ -19,6 +18,7 @@ from gorse_cdc.dms.s3files import (
     rows_from_file,
     rows_from_object,
 )
+from gorse_cdc.dms.tables import TableDefinition
 
 # "NULL" itself is DMS's CsvNullValue: a text value equal to it cannot round-trip (as in DMS)
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30).filter(

@@ -10,13 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gorse_cdc.dms.s3files import (
-    TableDefinition,
-    cdc_file_key,
-    encode_csv,
-    load_file_key,
-    table_definition_key,
-)
+from gorse_cdc.dms.s3files import cdc_file_key, encode_csv, load_file_key, table_definition_key
+from gorse_cdc.dms.tables import TableDefinition
 
 OTT_TABLES = {
     "users": TableDefinition(

@@ -14,7 +14,8 @@ import pytest
 from glue.changes import latest_rows, read_changes
 from glue.expected import expected_state
 from glue.files import DirStore, SourceFilesError, cutoff_of, discover
-from gorse_cdc.dms.s3files import S3FormatError, cdc_file_key
+from gorse_cdc.dms.s3files import cdc_file_key
+from gorse_cdc.dms.tables import S3FormatError
 from gorse_cdc.gorse import Feedback, Item, User
 from gorse_cdc.mapping import Mapper
 from gorse_cdc.mapping import expected_state as pure_expected_state

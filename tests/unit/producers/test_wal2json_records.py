@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gorse_cdc.dms.record import decode_record, encode_record
-from gorse_cdc.dms.s3files import TableDefinition
+from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.mapping.mapper import Mapper
 from producers.dms.records import RecordBuilder, definition_from_change, matches
 from producers.dms.wal2json import (

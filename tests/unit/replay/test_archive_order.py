@@ -8,7 +8,8 @@ from typing import Any
 
 from consumers.replay.archive import ArchiveSource
 from gorse_cdc.dms.record import decode_record
-from gorse_cdc.dms.s3files import TableDefinition, encode_csv, table_definition_key
+from gorse_cdc.dms.s3files import encode_csv, table_definition_key
+from gorse_cdc.dms.tables import TableDefinition
 
 DEFS = {
     "users": TableDefinition("public", "users", (("user_id", "bigint"), ("age", "integer")), ("user_id",)),

@@ -45,8 +45,8 @@ def _step(msg: str) -> None:
 
 
 def _reset(settings: Settings) -> None:
-    from gorse_cdc.stack.components import Stack
-    from gorse_cdc.stack.resources import ensure_all, ensure_stream
+    from entrypoints.stack.components import Stack
+    from entrypoints.stack.resources import ensure_all, ensure_stream
     from producers.dms.slot import drop_slot
 
     drop_slot(settings.source_dsn, settings.source.slot_name)
@@ -90,7 +90,7 @@ def _check_source(settings: Settings) -> None:
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "gorse_cdc.cli", "--json-logs", *args],
+        [sys.executable, "-m", "entrypoints.cli", "--json-logs", *args],
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
         env=os.environ.copy(),
@@ -143,7 +143,7 @@ def _reconcile_dry_run() -> int:
         return 0
     _step("nightly reconcile from the S3 archive, dry run (expects no drift)")
     out = subprocess.run(
-        [sys.executable, "-m", "gorse_cdc.cli", "reconcile", "--dry-run", "--no-progress"],
+        [sys.executable, "-m", "entrypoints.cli", "reconcile", "--dry-run", "--no-progress"],
         capture_output=True,
         text=True,
         check=False,

@@ -16,12 +16,12 @@ from gorse_cdc.settings import Settings
 
 # module paths with a register(subparsers) function; each sets func(args, settings) -> int
 SUBCOMMANDS = [
-    "gorse_cdc.stack.cli",
+    "entrypoints.stack.cli",
     "producers.cli",
     "consumers.cli",
     "consumers.replay.cli",
     "glue.cli",
-    "gorse_cdc.demo",
+    "entrypoints.demo",
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gorse_cdc.stack import pgconf
+from entrypoints.stack import pgconf
 
 # `postgres --describe-config` lines (tab-separated), as printed by 15.20 and 15.18
 KNOWS = (

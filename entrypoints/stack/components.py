@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from entrypoints.stack import install
+from entrypoints.stack.postgres import PG_USER, LocalPostgres
+from entrypoints.stack.processes import ProcessSpec, ProcessTable, http_ok, tcp_open, wait_until
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack import install
-from gorse_cdc.stack.postgres import PG_USER, LocalPostgres
-from gorse_cdc.stack.processes import ProcessSpec, ProcessTable, http_ok, tcp_open, wait_until
 
 
 @dataclass

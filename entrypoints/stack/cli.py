@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from entrypoints.stack.components import Stack
+from entrypoints.stack.resources import ensure_all
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack.components import Stack
-from gorse_cdc.stack.resources import ensure_all
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -17,9 +17,9 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
+from entrypoints.stack import install, pgconf
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
-from gorse_cdc.stack import install, pgconf
 
 PG_USER = "postgres"
 EXTERNAL_ROOT = Path("/var/lib/gorse-cdc")
@@ -192,7 +192,7 @@ class LocalPostgres:
         for name in (db, "gorse"):
             if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
                 self.psql(f"CREATE DATABASE {name} OWNER {user}")
-        schema = resources.files("gorse_cdc.stack").joinpath("schema.sql").read_text("utf-8")
+        schema = resources.files("entrypoints.stack").joinpath("schema.sql").read_text("utf-8")
         self.psql(f"SET ROLE {user}; {schema}", db=db)
 
     def purge(self) -> None:
