@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -10,8 +12,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from consumers.metrics import Metrics
+from gorse_cdc.errors import FatalError
 
 READY_CACHE_S = 2.0
+PORT_TRIES = 10  # several workers on one host take the next free ports
+
+log = logging.getLogger(__name__)
 
 
 class HealthServer:
@@ -53,7 +59,29 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        wanted = self.port
+        for port in range(wanted, wanted + PORT_TRIES):
+            try:
+                await web.TCPSite(self._runner, self.host, port).start()
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            self.port = port
+            if port != wanted:
+                log.warning(
+                    "metrics port %d is taken (another worker on this host?): serving /metrics, "
+                    "/healthz and /readyz on %s:%d; set GORSE_CDC_CONSUMER__METRICS_PORT to choose",
+                    wanted,
+                    self.host,
+                    port,
+                )
+            return
+        await self._runner.cleanup()
+        raise FatalError(
+            f"metrics ports {wanted}-{wanted + PORT_TRIES - 1} on {self.host} are all taken: set "
+            "GORSE_CDC_CONSUMER__METRICS_PORT (or --metrics-port; 0 disables the endpoint)"
+        )
 
     async def stop(self) -> None:
         if self._runner is not None:
