@@ -21,7 +21,7 @@ from gorse_cdc.mapping.ops import (
     UpsertUser,
 )
 from gorse_cdc.mapping.spec import LabelRule, MappingSpec, TableRule, load_spec
-from gorse_cdc.mapping.values import coerce_row
+from gorse_cdc.mapping.values import coerce, coerce_row
 
 ZipPrivacy = Literal["keep", "prefix3", "drop"]
 UPSERT_OPERATIONS = frozenset({"load", "insert", "update"})
@@ -61,7 +61,7 @@ class Mapper:
             v = row.get(k)
             if v is None or v == "":
                 raise MissingKeyError(f"{table}: key column {k!r} is missing or null")
-            values.append(str(v))
+            values.append(str(coerce(k, t.columns.get(k, "str"), v)))  # typed or raw rows alike
         return tuple(values)
 
     def partition_key(self, table: str, row: dict[str, Any]) -> str:
@@ -69,7 +69,7 @@ class Mapper:
         v = row.get(t.partition_key)
         if v is None or v == "":
             raise MissingKeyError(f"{table}: partition key {t.partition_key!r} is missing")
-        return str(v)
+        return str(coerce(t.partition_key, t.columns.get(t.partition_key, "str"), v))
 
     # ---- entities ----------------------------------------------------------------------
     def _labels(self, rules: list[LabelRule], row: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ColumnType = Literal["int", "float", "str", "date", "timestamp"]
+ColumnType = Literal["id", "int", "float", "str", "date", "timestamp"]
 
 
 class _Strict(BaseModel):

@@ -3,8 +3,10 @@ strings from S3 CSV files, Python objects from a database driver. Pure; no I/O."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from gorse_cdc.errors import PermanentRecordError
@@ -17,11 +19,38 @@ class BadValueError(PermanentRecordError):
     pass
 
 
+NUMBER = re.compile(r"-?\d+(\.\d*)?([eE][+-]?\d+)?|-?\.\d+([eE][+-]?\d+)?")
+
+
+def to_id(value: Any) -> str:
+    """An entity ID as Gorse must see it, the same whatever the source sent: text IDs as they
+    are; numbers (DMS sends 12, 12.0, "1.2345e+18" for one bigint) as their exact digits. A
+    number that is not integral is no ID: ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("boolean")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, Decimal):
+        number = value
+    else:
+        text = value if isinstance(value, str) else str(value)
+        if text.isdigit() or not NUMBER.fullmatch(text):
+            return text  # plain digits (leading zeros kept) or a text ID
+        number = Decimal(text)
+    if not number.is_finite() or number != number.to_integral_value():
+        raise ValueError("a numeric ID must be integral")
+    return str(int(number))
+
+
 def coerce(column: str, kind: str, value: Any) -> Any:
     """Return ``value`` as the declared kind, or None for nulls. Raise BadValueError."""
     if value is None:
         return None
     try:
+        if kind == "id":
+            return to_id(value)
         if kind == "str":
             return value if isinstance(value, str) else str(value)
         if kind == "int":
@@ -32,10 +61,12 @@ def coerce(column: str, kind: str, value: Any) -> Any:
                     raise ValueError("not integral")
                 return int(value)
             if isinstance(value, str):
-                f = float(value)  # DMS sends large integers in scientific notation
-                if not f.is_integer():
+                if value.lstrip("-").isdigit():
+                    return int(value)
+                d = Decimal(value)  # DMS sends large integers in scientific notation: exact
+                if not d.is_finite() or d != d.to_integral_value():
                     raise ValueError("not integral")
-                return int(value) if value.lstrip("-").isdigit() else int(f)
+                return int(d)
             return int(value)
         if kind == "float":
             if isinstance(value, bool):
@@ -45,7 +76,7 @@ def coerce(column: str, kind: str, value: Any) -> Any:
             return to_date(value)
         if kind == "timestamp":
             return to_datetime(value)
-    except (TypeError, ValueError, OverflowError) as e:
+    except (TypeError, ValueError, OverflowError, ArithmeticError) as e:
         raise BadValueError(f"column {column!r}: {value!r} is not a valid {kind} ({e})") from None
     raise BadValueError(f"column {column!r}: unknown type {kind!r}")
 
