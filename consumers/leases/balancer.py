@@ -2,6 +2,9 @@
 
 - Only *eligible* leases count: not ended, and every parent shard ended (a child shard is
   processed only after all its parents reached SHARD_END: per-key order across reshards).
+  A shard that the stream no longer lists (trimmed after retention, e.g. a parent across an
+  outage longer than retention) counts as ended: nothing can be read from it any more, and
+  its children must not wait for it forever.
 - Target per worker = ceil(eligible leases / live workers); live workers are the owners of
   unexpired leases, plus this one.
 - Take unowned and expired leases first; when there are none and this worker is below target,
@@ -13,21 +16,24 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from consumers.leases.lease import Lease
 
 
-def eligible(leases: Iterable[Lease]) -> list[Lease]:
+def eligible(leases: Iterable[Lease], gone: Collection[str] = frozenset()) -> list[Lease]:
+    """Leases that may be processed now. ``gone``: shards the stream no longer has."""
     by_key = {lease.lease_key: lease for lease in leases}
-    out = []
-    for lease in by_key.values():
-        if lease.ended:
-            continue
-        parents = [by_key.get(p) for p in lease.parent_shard_ids]
-        if all(p is None or p.ended for p in parents):  # an absent parent was trimmed
-            out.append(lease)
-    return out
+
+    def done(key: str) -> bool:
+        p = by_key.get(key)
+        return p is None or p.ended or key in gone  # an absent parent was trimmed
+
+    return [
+        lease
+        for lease in by_key.values()
+        if not done(lease.lease_key) and all(done(p) for p in lease.parent_shard_ids)
+    ]
 
 
 def choose_leases(
@@ -36,10 +42,11 @@ def choose_leases(
     expired: set[str],
     max_steal: int,
     rng: random.Random | None = None,
+    gone: Collection[str] = frozenset(),
 ) -> list[Lease]:
     """Leases this worker should try to take now (conditional writes decide the races)."""
     rng = rng or random.Random()
-    active = eligible(leases)
+    active = eligible(leases, gone)
     live_owned = [le for le in active if le.lease_owner and le.lease_key not in expired]
     load = Counter(le.lease_owner for le in live_owned)
     workers = set(load) | {me}

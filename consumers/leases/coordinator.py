@@ -43,11 +43,23 @@ class LeaseCoordinator:
         self.held: dict[str, Lease] = {}
         self._seen: dict[str, tuple[int, float]] = {}  # leaseKey -> (counter, when it changed)
         self.last_balance_at: float | None = None
+        self.gone: set[str] = set()  # leases whose shard the stream no longer lists
 
     # ---- the table follows the stream ---------------------------------------------------------
     async def sync_shards(self, shards: list[ShardInfo]) -> int:
         """Create a lease for every shard that has none; returns how many were created."""
-        known = {le.lease_key for le in await self.table.list_leases()}
+        leases = await self.table.list_leases()
+        known = {le.lease_key for le in leases}
+        listed = {s.shard_id for s in shards}
+        gone = {le.lease_key for le in leases if not le.ended and le.lease_key not in listed}
+        for key in sorted(gone - self.gone):
+            log.error(
+                "shard is gone from the stream before it was read to its end (trimmed after the "
+                "retention period): its unread records are lost; children go on; the nightly "
+                "reconcile repairs what they held",
+                extra={"shard": key},
+            )
+        self.gone = gone
         created = 0
         for s in shards:
             if s.shard_id in known:
@@ -101,7 +113,7 @@ class LeaseCoordinator:
             for le in leases
         ]
         taken = []
-        for lease in choose_leases(view, self.worker_id, expired, self.max_steal, self.rng):
+        for lease in choose_leases(view, self.worker_id, expired, self.max_steal, self.rng, self.gone):
             original = next(le for le in leases if le.lease_key == lease.lease_key)
             new = await self.table.take(original, self.worker_id)
             if new is None:

@@ -42,19 +42,26 @@ async def test_a_second_server_on_the_same_port_takes_the_next_one(caplog: pytes
         await first.stop()
 
 
-async def test_when_every_port_is_taken_the_error_says_what_to_set() -> None:
-    base = _free_port()
-    held = []
-    try:
-        for p in range(base, base + PORT_TRIES):
-            s = socket.socket()
-            try:
+def _hold_range(count: int) -> tuple[int, list[socket.socket]]:
+    """Listen on ``count`` consecutive free ports (a few tries to find such a range)."""
+    for _ in range(20):
+        base, held = _free_port(), []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
                 s.bind(("127.0.0.1", p))
                 s.listen()
-            except OSError:
+            return base, held
+        except OSError:
+            for s in held:
                 s.close()
-                pytest.skip("a port of the range is in use by something else")
-            held.append(s)
+    raise AssertionError("no range of free ports found")
+
+
+async def test_when_every_port_is_taken_the_error_says_what_to_set() -> None:
+    base, held = _hold_range(PORT_TRIES)
+    try:
         server = HealthServer(Metrics(), lambda: True, _ready, port=base)
         with pytest.raises(FatalError, match="GORSE_CDC_CONSUMER__METRICS_PORT"):
             await server.start()

@@ -94,3 +94,18 @@ async def test_the_live_store_has_no_stop_point() -> None:
     await a.balance()
     with pytest.raises(FatalError, match="no stop point"):
         await a.shard_ended("shard-0000", (), EndReason.STOP_POINT)
+
+
+async def test_children_of_a_parent_trimmed_from_the_stream_do_not_wait_forever() -> None:
+    stream, table, clock = InMemoryStream(1), InMemoryLeaseTable(), ManualClock()
+    left, right = stream.split("shard-0000")
+    a = coordinator(table, "a", clock)
+    await a.sync_shards(await stream.list_shards())
+    assert [le.lease_key for le in await a.balance()] == ["shard-0000"]
+    a.drop("shard-0000")  # say the worker died before SHARD_END, then retention passed
+    await table.release("shard-0000", "a")
+    del stream.shards["shard-0000"]
+    await a.sync_shards(await stream.list_shards())
+    assert a.gone == {"shard-0000"}
+    taken = sorted(le.lease_key for le in await a.balance())
+    assert taken == [left, right]  # the children run; the gone parent is never taken
