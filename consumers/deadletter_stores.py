@@ -91,14 +91,15 @@ class SqsDeadLetterStore:
         try:
             url = await self._queue_url()
             batch: list[str] = []
-            size = 0
+            size = 0  # in bytes, as SQS counts: a character may take up to 4
             for letter in letters:
                 body = await self._body(letter)
-                if batch and (len(batch) == 10 or size + len(body) > SQS_BATCH_BYTES):
+                body_bytes = len(body.encode())
+                if batch and (len(batch) == 10 or size + body_bytes > SQS_BATCH_BYTES):
                     await self._send(url, batch)
                     batch, size = [], 0
                 batch.append(body)
-                size += len(body)
+                size += body_bytes
             if batch:
                 await self._send(url, batch)
         except (ClientError, BotoCoreError, OSError) as e:

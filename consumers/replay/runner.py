@@ -192,7 +192,11 @@ class Replay:
                 timestamp_column=bool(s.s3.timestamp_column),
             )
             files = await source.files()
-            applier = self._applier(clients, f"s3://{s.s3.bucket}/{s.s3.prefix}", label=ARCHIVE_SHARD)
+            # archive positions are per run (file order), not per record as Kinesis sequence
+            # numbers are: the run's start time keeps its dead letters apart from other runs'
+            run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            source_name = f"s3://{s.s3.bucket}/{s.s3.prefix}/run-{run}"
+            applier = self._applier(clients, source_name, label=ARCHIVE_SHARD)
             bar = self._bar("s3 archive", total=sum(f.size for fs in files.values() for f in fs), unit="B")
             bar.unit_scale = True
             batch: list[ShardRecord] = []

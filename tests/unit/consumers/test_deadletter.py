@@ -17,3 +17,30 @@ def test_text_raw_stays_readable() -> None:
     d = DeadLetter(b'{"x": 1}', "r", "E", "s1", "9", "users", "insert")
     assert d.to_json()["raw"] == '{"x": 1}'
     assert d.to_json()["table"] == "users"
+
+
+async def test_sqs_batches_are_sized_in_bytes_not_characters() -> None:
+    from consumers.deadletter import DeadLetter
+    from consumers.deadletter_stores import SQS_BATCH_BYTES, SqsDeadLetterStore
+
+    class RecordingSqs:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+
+        async def get_queue_url(self, QueueName: str) -> dict[str, str]:
+            return {"QueueUrl": "q"}
+
+        async def send_message_batch(
+            self, QueueUrl: str, Entries: list[dict[str, str]]
+        ) -> dict[str, list[object]]:
+            self.batches.append([e["MessageBody"] for e in Entries])
+            return {"Failed": []}
+
+    sqs = RecordingSqs()
+    letters = [
+        DeadLetter(("é" * 30_000).encode(), "bad", "X", "shard-1", str(i), source="s") for i in range(8)
+    ]
+    await SqsDeadLetterStore(sqs, "dlq").put(letters)
+    assert sum(len(b) for b in sqs.batches) == 8
+    for batch in sqs.batches:
+        assert sum(len(body.encode()) for body in batch) <= SQS_BATCH_BYTES
