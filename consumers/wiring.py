@@ -76,7 +76,13 @@ def gorse_sink(settings: Settings, clients: Clients, mapper: Mapper) -> GorseSin
         ttl_s=c.item_cache_ttl_s,
         concurrency=c.gorse_concurrency,
     )
-    return GorseSink(clients.gorse, mapper, concurrency=c.gorse_concurrency, cache=cache)
+    return GorseSink(
+        clients.gorse,
+        mapper,
+        concurrency=c.gorse_concurrency,
+        cache=cache,
+        demographics_ttl_s=c.item_cache_ttl_s,
+    )
 
 
 def build_applier(

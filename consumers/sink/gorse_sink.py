@@ -59,12 +59,13 @@ class GorseSink:
         *,
         concurrency: int = 8,
         cache: ItemLabelCache | None = None,
+        demographics_ttl_s: float = 60.0,
     ) -> None:
         self.client = client
         self.mapper = mapper
         self.concurrency = concurrency
         self.cache = cache or ItemLabelCache(client, mapper, concurrency=concurrency)
-        self.liked = LikedLabelsWriter(client, mapper, self.cache, concurrency)
+        self.liked = LikedLabelsWriter(client, mapper, self.cache, concurrency, ttl_s=demographics_ttl_s)
         self._batch = client.batch_size
 
     def _batches(self, rows: Sequence[T]) -> list[Sequence[T]]:
@@ -99,17 +100,19 @@ class GorseSink:
             self.cache.invalidate(i)
         for u in plan.delete_users:
             self.liked.forget(u)
-        # 2. items; note which changed the labels liked labels are built from
+        # 2. items; note which may have changed the values liked labels are built from. Only
+        # what this worker itself wrote (and cached) counts as known: an item it does not know
+        # (a cold cache after a restart, or a retry of a plan that failed after its upsert)
+        # may have changed, so its likers are refreshed. The cache learns the new values only
+        # once the whole plan succeeded: a retried plan refreshes the likers again.
         items = list(plan.upsert_items.values())
-        changed: list[str] = []
+        new_values = {i.item_id: tuple(self.mapper.item_label_values(i.labels)) for i in items}
         if items:
-            before = await self.cache.values(plan.upsert_items)
+            before = self.cache.known(plan.upsert_items)
+            for item_id in new_values:
+                self.cache.invalidate(item_id)  # until this plan is done
             await run_all([lambda b=b: c.upsert_items(b) for b in self._batches(items)], limit)  # type: ignore[misc]
-            for item in items:
-                values = tuple(self.mapper.item_label_values(item.labels))
-                if before.get(item.item_id) != values:
-                    changed.append(item.item_id)
-                self.cache.put(item.item_id, values)
+            changed = [i for i, v in new_values.items() if i not in before or before[i] != v]
             refresh |= await self._likers(changed)
         # 3. feedback (PUT: idempotent)
         feedback = list(plan.put_feedback.values())
@@ -131,6 +134,8 @@ class GorseSink:
                 [lambda g=g: self.liked.write(g, {}, patch_only=True) for g in self._batches(others)],  # type: ignore[misc]
                 max(1, self.concurrency // 4),
             )
+        for item_id, values in new_values.items():
+            self.cache.put(item_id, values)
 
     async def _drop_orphan_items(self, item_ids: set[str]) -> None:
         """Delete items that exist only because Gorse auto-inserted them for feedback that is

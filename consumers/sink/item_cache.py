@@ -87,6 +87,15 @@ class ItemLabelCache:
             self._store(item_id, values)
         return values
 
+    def known(self, item_ids: Iterable[str]) -> dict[str, Values]:
+        """The cached values of those items this worker knows (fresh entries only); no I/O."""
+        out: dict[str, Values] = {}
+        for i in item_ids:
+            found, v = self._get(i)
+            if found:
+                out[i] = v
+        return out
+
     async def values(self, item_ids: Iterable[str]) -> dict[str, Values]:
         out: dict[str, Values] = {}
         missing: list[str] = []

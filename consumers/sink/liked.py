@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from consumers.sink.item_cache import ItemLabelCache
 from gorse_cdc.gorse import GorseClient, User
@@ -57,7 +58,9 @@ class KeyedLocks:
 class LikedLabelsWriter:
     """``demographics_cache``: users whose shard this worker holds are written only by it, so
     their demographic labels are remembered (bounded LRU) instead of read back from Gorse.
-    ``forget`` must be called whenever the set of held shards changes."""
+    ``forget`` must be called whenever the set of held shards changes. Entries expire after
+    ``ttl_s``, so a repair written by another writer (the reconcile, a re-drive, a replay) is
+    read back within that time instead of being overwritten with remembered demographics."""
 
     def __init__(
         self,
@@ -66,14 +69,18 @@ class LikedLabelsWriter:
         cache: ItemLabelCache,
         concurrency: int = 8,
         demographics_cache: int = 50_000,
+        ttl_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._mapper = mapper
         self._cache = cache
         self._sem = asyncio.Semaphore(concurrency)
         self.locks = KeyedLocks()
-        self._demo: OrderedDict[str, User] = OrderedDict()
+        self._demo: OrderedDict[str, tuple[User, float]] = OrderedDict()
         self._demo_max = demographics_cache
+        self._ttl = ttl_s
+        self._clock = clock
 
     def forget(self, user_id: str | None = None) -> None:
         if user_id is None:
@@ -82,7 +89,7 @@ class LikedLabelsWriter:
             self._demo.pop(user_id, None)
 
     def _remember(self, user: User) -> None:
-        self._demo[user.user_id] = user
+        self._demo[user.user_id] = (user, self._clock())
         self._demo.move_to_end(user.user_id)
         while len(self._demo) > self._demo_max:
             self._demo.popitem(last=False)
@@ -96,8 +103,17 @@ class LikedLabelsWriter:
         values = await self._cache.values(f.item_id for f in feedback)
         return sorted({v for vs in values.values() if vs is not None for v in vs})
 
+    def _remembered(self, user_id: str) -> User | None:
+        hit = self._demo.get(user_id)
+        if hit is None:
+            return None
+        if self._clock() - hit[1] > self._ttl:
+            del self._demo[user_id]
+            return None
+        return hit[0]
+
     async def _user(self, user_id: str, demographics: Mapping[str, User], own: bool) -> User | None:
-        user = demographics.get(user_id) or (self._demo.get(user_id) if own else None)
+        user = demographics.get(user_id) or (self._remembered(user_id) if own else None)
         if user is None:
             async with self._sem:
                 user = await self._client.get_user(user_id)

@@ -24,6 +24,9 @@ class RecordingGorse:
     def __init__(self, fail: str | None = None) -> None:
         self.calls: list[tuple[str, str]] = []
         self.fail = fail
+        self.likers: dict[str, list[str]] = {}  # item -> users who liked it
+        self.users: dict[str, User] = {}
+        self.items: dict[str, Item] = {}
 
     def _record(self, method: str, key: str) -> None:
         if method == self.fail:
@@ -39,6 +42,7 @@ class RecordingGorse:
     async def upsert_items(self, items: Any) -> None:
         for i in items:
             self._record("upsert_items", i.item_id)
+            self.items[i.item_id] = i
 
     async def put_feedback(self, rows: Any) -> None:
         for f in rows:
@@ -55,16 +59,16 @@ class RecordingGorse:
         self._record("patch_user", user_id)
 
     async def item_feedback(self, item_id: str, ftype: str | None = None) -> list[Feedback]:
-        return []
+        return [Feedback("like", u, item_id) for u in self.likers.get(item_id, [])]
 
     async def user_feedback(self, user_id: str, ftype: str | None = None) -> list[Feedback]:
         return []
 
     async def get_item(self, item_id: str) -> Item | None:
-        return None
+        return self.items.get(item_id)
 
     async def get_user(self, user_id: str) -> User | None:
-        return None
+        return self.users.get(user_id)
 
 
 def plan() -> WritePlan:
@@ -112,3 +116,68 @@ async def test_a_failed_phase_stops_the_later_ones_and_the_plan_runs_again_whole
     await sink.write(plan())  # idempotent calls: the retry is the same plan from the start
     assert phase_order(gorse.calls)[0] == "delete_user"
     assert "upsert_users" in phase_order(gorse.calls)
+
+
+def genre_edit(genres: list[str]) -> WritePlan:
+    return WritePlan(
+        upsert_items={"m1": Item("m1", genres, comment="Title")},
+        put_feedback={("u9", "m9"): Feedback("like", "u9", "m9", 5.0)},
+    )
+
+
+async def test_a_genre_edit_whose_first_apply_fails_still_refreshes_the_likers() -> None:
+    gorse = RecordingGorse(fail="put_feedback")
+    gorse.likers["m1"] = ["fan"]
+    gorse.users["fan"] = User("fan", {"age": 30})
+    sink = GorseSink(gorse, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
+    await sink.write(WritePlan(upsert_items={"m1": Item("m1", ["Drama"], comment="Title")}))
+    gorse.calls.clear()
+    with pytest.raises(GorseRetriableError):
+        await sink.write(genre_edit(["Comedy"]))  # the item is written, then the plan fails
+    assert ("upsert_items", "m1") in gorse.calls
+    gorse.fail = None
+    gorse.calls.clear()
+    await sink.write(genre_edit(["Comedy"]))  # the retry
+    assert ("patch_user", "fan") in gorse.calls
+    gorse.calls.clear()
+    await sink.write(genre_edit(["Comedy"]))  # known and unchanged now: no refresh
+    assert ("patch_user", "fan") not in gorse.calls
+
+
+async def test_an_item_this_worker_does_not_know_refreshes_its_likers() -> None:
+    """After a restart the cache is cold: the item may have changed before the crash (Gorse
+    already holds the new genres, the likers were not refreshed yet)."""
+    gorse = RecordingGorse()
+    gorse.items["m1"] = Item("m1", ["Comedy"], comment="Title")
+    gorse.likers["m1"] = ["fan"]
+    gorse.users["fan"] = User("fan", {"age": 30})
+    sink = GorseSink(gorse, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
+    await sink.write(genre_edit(["Comedy"]))
+    assert ("patch_user", "fan") in gorse.calls
+
+
+async def test_remembered_demographics_expire_so_a_repair_is_read_back() -> None:
+    from consumers.sink.item_cache import ItemLabelCache
+    from consumers.sink.liked import LikedLabelsWriter
+    from tests.unit.consumers.fakes import ManualClock
+
+    gorse = RecordingGorse()
+    clock = ManualClock()
+    mapper = build_mapper(Settings())
+    cache = ItemLabelCache(gorse, mapper)  # type: ignore[arg-type]
+    writer = LikedLabelsWriter(gorse, mapper, cache, ttl_s=60, clock=clock)  # type: ignore[arg-type]
+    await writer.write(["u1"], {"u1": User("u1", {"age": 30})})
+    gorse.users["u1"] = User("u1", {"age": 31})  # a repair by the reconcile
+    clock.advance(10)
+    await writer.write(["u1"], {})
+    assert writer._remembered("u1") == User("u1", {"age": 30})  # within the TTL: remembered
+    clock.advance(61)
+    assert writer._remembered("u1") is None
+    written: list[User] = []
+
+    async def capture(users: Any) -> None:
+        written.extend(users)
+
+    gorse.upsert_users = capture  # type: ignore[method-assign]
+    await writer.write(["u1"], {})
+    assert written and written[0].labels is not None and written[0].labels["age"] == 31
