@@ -22,6 +22,7 @@ from gorse_cdc.gorse.client import chunks
 from gorse_cdc.mapping import Mapper
 
 T = TypeVar("T")
+UNKNOWN = ("<not known to this worker>",)  # never equal to an item's label values
 
 
 async def run_all(calls: Iterable[Callable[[], Awaitable[object]]], limit: int) -> None:
@@ -67,6 +68,7 @@ class GorseSink:
         self.cache = cache or ItemLabelCache(client, mapper, concurrency=concurrency)
         self.liked = LikedLabelsWriter(client, mapper, self.cache, concurrency, ttl_s=demographics_ttl_s)
         self._batch = client.batch_size
+        self._owed: set[str] = set()  # items whose likers' refresh a failed plan still owes
 
     def _batches(self, rows: Sequence[T]) -> list[Sequence[T]]:
         return list(chunks(rows, self._batch))
@@ -102,17 +104,20 @@ class GorseSink:
             self.liked.forget(u)
         # 2. items; note which may have changed the values liked labels are built from. Only
         # what this worker itself wrote (and cached) counts as known: an item it does not know
-        # (a cold cache after a restart, or a retry of a plan that failed after its upsert)
-        # may have changed, so its likers are refreshed. The cache learns the new values only
-        # once the whole plan succeeded: a retried plan refreshes the likers again.
+        # (a cold cache after a restart) may have changed, so its likers are refreshed. The
+        # cache holds the new values as soon as Gorse does (refreshes must read them); a plan
+        # that fails before its refreshes are written owes them to its retry (``_owed``).
         items = list(plan.upsert_items.values())
-        new_values = {i.item_id: tuple(self.mapper.item_label_values(i.labels)) for i in items}
         if items:
             before = self.cache.known(plan.upsert_items)
-            for item_id in new_values:
-                self.cache.invalidate(item_id)  # until this plan is done
             await run_all([lambda b=b: c.upsert_items(b) for b in self._batches(items)], limit)  # type: ignore[misc]
-            changed = [i for i, v in new_values.items() if i not in before or before[i] != v]
+            changed = []
+            for item in items:
+                values = tuple(self.mapper.item_label_values(item.labels))
+                if item.item_id in self._owed or before.get(item.item_id, UNKNOWN) != values:
+                    changed.append(item.item_id)
+                    self._owed.add(item.item_id)
+                self.cache.put(item.item_id, values)
             refresh |= await self._likers(changed)
         # 3. feedback (PUT: idempotent)
         feedback = list(plan.put_feedback.values())
@@ -134,8 +139,7 @@ class GorseSink:
                 [lambda g=g: self.liked.write(g, {}, patch_only=True) for g in self._batches(others)],  # type: ignore[misc]
                 max(1, self.concurrency // 4),
             )
-        for item_id, values in new_values.items():
-            self.cache.put(item_id, values)
+        self._owed.difference_update(plan.upsert_items)  # every refresh is written
 
     async def _drop_orphan_items(self, item_ids: set[str]) -> None:
         """Delete items that exist only because Gorse auto-inserted them for feedback that is

@@ -27,6 +27,7 @@ class RecordingGorse:
         self.likers: dict[str, list[str]] = {}  # item -> users who liked it
         self.users: dict[str, User] = {}
         self.items: dict[str, Item] = {}
+        self.patched: dict[str, Any] = {}
 
     def _record(self, method: str, key: str) -> None:
         if method == self.fail:
@@ -55,14 +56,15 @@ class RecordingGorse:
         for u in users:
             self._record("upsert_users", u.user_id)
 
-    async def patch_user(self, user_id: str, **_: Any) -> None:
+    async def patch_user(self, user_id: str, labels: Any = None, **_: Any) -> None:
         self._record("patch_user", user_id)
+        self.patched[user_id] = labels
 
     async def item_feedback(self, item_id: str, ftype: str | None = None) -> list[Feedback]:
         return [Feedback("like", u, item_id) for u in self.likers.get(item_id, [])]
 
     async def user_feedback(self, user_id: str, ftype: str | None = None) -> list[Feedback]:
-        return []
+        return [Feedback("like", user_id, i) for i, users in self.likers.items() if user_id in users]
 
     async def get_item(self, item_id: str) -> Item | None:
         return self.items.get(item_id)
@@ -120,7 +122,7 @@ async def test_a_failed_phase_stops_the_later_ones_and_the_plan_runs_again_whole
 
 def genre_edit(genres: list[str]) -> WritePlan:
     return WritePlan(
-        upsert_items={"m1": Item("m1", genres, comment="Title")},
+        upsert_items={"m1": Item("m1", {"genres": genres}, comment="Title")},
         put_feedback={("u9", "m9"): Feedback("like", "u9", "m9", 5.0)},
     )
 
@@ -130,7 +132,7 @@ async def test_a_genre_edit_whose_first_apply_fails_still_refreshes_the_likers()
     gorse.likers["m1"] = ["fan"]
     gorse.users["fan"] = User("fan", {"age": 30})
     sink = GorseSink(gorse, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
-    await sink.write(WritePlan(upsert_items={"m1": Item("m1", ["Drama"], comment="Title")}))
+    await sink.write(WritePlan(upsert_items={"m1": Item("m1", {"genres": ["Drama"]}, comment="Title")}))
     gorse.calls.clear()
     with pytest.raises(GorseRetriableError):
         await sink.write(genre_edit(["Comedy"]))  # the item is written, then the plan fails
@@ -139,6 +141,7 @@ async def test_a_genre_edit_whose_first_apply_fails_still_refreshes_the_likers()
     gorse.calls.clear()
     await sink.write(genre_edit(["Comedy"]))  # the retry
     assert ("patch_user", "fan") in gorse.calls
+    assert gorse.patched["fan"]["liked_genres"] == ["Comedy"]  # the refresh read the new genres
     gorse.calls.clear()
     await sink.write(genre_edit(["Comedy"]))  # known and unchanged now: no refresh
     assert ("patch_user", "fan") not in gorse.calls
@@ -148,7 +151,7 @@ async def test_an_item_this_worker_does_not_know_refreshes_its_likers() -> None:
     """After a restart the cache is cold: the item may have changed before the crash (Gorse
     already holds the new genres, the likers were not refreshed yet)."""
     gorse = RecordingGorse()
-    gorse.items["m1"] = Item("m1", ["Comedy"], comment="Title")
+    gorse.items["m1"] = Item("m1", {"genres": ["Comedy"]}, comment="Title")
     gorse.likers["m1"] = ["fan"]
     gorse.users["fan"] = User("fan", {"age": 30})
     sink = GorseSink(gorse, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
