@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 import orjson
@@ -19,11 +20,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from glue.expected import canon, key_json
+from glue.vocabulary import Kind
 from gorse_cdc.errors import GorsePermanentError
 from gorse_cdc.gorse import Feedback, GorseClient, Item, User
 
 log = logging.getLogger(__name__)
-KINDS = ("users", "items", "feedback")
+KINDS = tuple(Kind)
 ACTUAL_SCHEMA = StructType(
     [
         StructField("key", StringType(), False),
@@ -38,15 +40,22 @@ class StagingStore(Protocol):
     def write(self, key: str, data: bytes, content_type: str = ...) -> str: ...
 
 
-@dataclass
+class ExportSource(StrEnum):
+    """How Gorse was exported (the report's actual_export)."""
+
+    BULK = "bulk"  # the master's JSONL export
+    PAGINATED = "paginated"  # iter_users/iter_items/iter_feedback, when bulk is unavailable
+
+
+@dataclass(frozen=True)
 class Export:
-    kind: str
+    kind: Kind
     parts: list[str]
     rows: int
-    source: str  # "bulk" or "paginated"
+    source: ExportSource
 
 
-async def _lines(client: GorseClient, kind: str, fallback: list[str]) -> AsyncIterator[bytes]:
+async def _lines(client: GorseClient, kind: Kind, fallback: list[Kind]) -> AsyncIterator[bytes]:
     try:
         async for line in client.export_lines(kind):
             yield line
@@ -56,10 +65,10 @@ async def _lines(client: GorseClient, kind: str, fallback: list[str]) -> AsyncIt
             raise
         log.warning("bulk export of %s unavailable (%s); paginating instead", kind, e.status)
         fallback.append(kind)
-    if kind == "users":
+    if kind == Kind.USERS:
         async for user in client.iter_users():
             yield orjson.dumps(user.to_json())
-    elif kind == "items":
+    elif kind == Kind.ITEMS:
         async for item in client.iter_items():
             yield orjson.dumps(item.to_json())
     else:
@@ -68,15 +77,15 @@ async def _lines(client: GorseClient, kind: str, fallback: list[str]) -> AsyncIt
 
 
 async def stage_export(
-    client: GorseClient, kind: str, store: StagingStore, prefix: str, part_rows: int = 200_000
+    client: GorseClient, kind: Kind, store: StagingStore, prefix: str, part_rows: int = 200_000
 ) -> Export:
     parts: list[str] = []
     buf: list[bytes] = []
     rows = 0
-    fallback: list[str] = []
+    fallback: list[Kind] = []
 
     def flush() -> None:
-        key = f"{prefix.rstrip('/')}/{kind}/part-{len(parts):05d}.jsonl"
+        key = f"{prefix.rstrip('/')}/{kind.value}/part-{len(parts):05d}.jsonl"
         store.write(key, b"\n".join(buf) + b"\n", "application/x-ndjson")
         parts.append(key)
         buf.clear()
@@ -88,18 +97,18 @@ async def stage_export(
             flush()
     if buf:
         flush()
-    return Export(kind, parts, rows, "paginated" if fallback else "bulk")
+    return Export(kind, parts, rows, ExportSource.PAGINATED if fallback else ExportSource.BULK)
 
 
-def _parse(kind: str, lines: Iterable[bytes]) -> Iterator[tuple[Any, ...]]:
+def _parse(kind: Kind, lines: Iterable[bytes]) -> Iterator[tuple[Any, ...]]:
     for line in lines:
         if not line.strip():
             continue
         d = orjson.loads(line)
-        if kind == "users":
+        if kind == Kind.USERS:
             u = User.from_json(d)
             yield (key_json(u.user_id), canon(u), None)
-        elif kind == "items":
+        elif kind == Kind.ITEMS:
             it = Item.from_json(d)
             yield (key_json(it.item_id), canon(it), None)
         else:

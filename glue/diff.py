@@ -10,33 +10,34 @@ import orjson
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-CLASSES = ("missing", "extra", "changed")
+from glue.vocabulary import DriftClass, Kind
+
 DRIFT_COLUMNS = ["kind", "cls", "key", "entity", "ts", "exp_canon", "act_canon"]
 
 
-def diff_kind(kind: str, expected: DataFrame, actual: DataFrame) -> DataFrame:
+def diff_kind(kind: Kind, expected: DataFrame, actual: DataFrame) -> DataFrame:
     """One row per drifted key: (kind, cls, key, entity = expected Gorse JSON, ts = Gorse
-    feedback timestamp, exp_canon, act_canon)."""
+    feedback timestamp, exp_canon, act_canon); kind and cls hold Kind and DriftClass values."""
     e = expected.where(F.col("error").isNull()).select(
         "key", F.col("canon").alias("exp_canon"), F.col("entity")
     )
     bad = expected.where(F.col("error").isNotNull()).select(F.col("key").alias("bad_key"))
     a = actual.select("key", F.col("canon").alias("act_canon"), "ts")
-    if kind == "feedback":  # an unmappable rating hides every type of its (user, item)
+    if kind == Kind.FEEDBACK:  # an unmappable rating hides every type of its (user, item)
         a = a.withColumn("bad_key", F.to_json(F.slice(F.from_json("key", "array<string>"), 2, 2)))
     else:
         a = a.withColumn("bad_key", F.col("key"))
     a = a.join(bad, "bad_key", "left_anti").drop("bad_key")
     cls = (
-        F.when(F.col("act_canon").isNull(), "missing")
-        .when(F.col("exp_canon").isNull(), "extra")
-        .when(F.col("exp_canon") != F.col("act_canon"), "changed")
+        F.when(F.col("act_canon").isNull(), DriftClass.MISSING.value)
+        .when(F.col("exp_canon").isNull(), DriftClass.EXTRA.value)
+        .when(F.col("exp_canon") != F.col("act_canon"), DriftClass.CHANGED.value)
     )
     return (
         e.join(a, "key", "full_outer")
         .withColumn("cls", cls)
         .where(F.col("cls").isNotNull())
-        .withColumn("kind", F.lit(kind))
+        .withColumn("kind", F.lit(str(kind)))
         .select(*DRIFT_COLUMNS)
     )
 

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
+from glue.vocabulary import Kind
 from gorse_cdc.errors import PermanentRecordError
 from gorse_cdc.gorse.models import Feedback, Item, User
 from gorse_cdc.mapping import Mapper, MappingSpec
@@ -115,11 +116,11 @@ class ExpectedState:
     items: DataFrame  # ITEM_SCHEMA
     feedback: DataFrame  # FEEDBACK_SCHEMA
 
-    def kinds(self) -> dict[str, DataFrame]:
+    def kinds(self) -> dict[Kind, DataFrame]:
         return {
-            "users": self.users,
-            "items": self.items.select(*KIND_COLUMNS),
-            "feedback": self.feedback.select(*KIND_COLUMNS),
+            Kind.USERS: self.users,
+            Kind.ITEMS: self.items.select(*KIND_COLUMNS),
+            Kind.FEEDBACK: self.feedback.select(*KIND_COLUMNS),
         }
 
 

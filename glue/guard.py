@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from glue.vocabulary import Kind
 from gorse_cdc.errors import PermanentRecordError
 from gorse_cdc.mapping import Mapper
 
@@ -31,10 +32,10 @@ class Deferred:
     items: set[str] = field(default_factory=set)
     pairs: set[tuple[str, str]] = field(default_factory=set)
 
-    def covers(self, kind: str, key: list[str]) -> bool:
-        if kind == "users":
+    def covers(self, kind: Kind, key: list[str]) -> bool:
+        if kind == Kind.USERS:
             return key[0] in self.users
-        if kind == "items":
+        if kind == Kind.ITEMS:
             return key[0] in self.items
         return (key[1], key[2]) in self.pairs
 

@@ -1,8 +1,9 @@
 """The reconcile, phase by phase (the one place that wires the pure Spark core to I/O).
 
 read S3 -> compute (latest rows, expected state) -> export Gorse -> diff -> repair -> report.
-Exit codes for schedulers: 0 no drift, 1 drift repaired (or found with --dry-run, or source
-rows that cannot be mapped), 2 failure (raised as FatalError, or writes that Gorse refused).
+Exit codes for schedulers (glue.vocabulary.ExitCode): 0 no drift, 1 drift repaired (or found
+with --dry-run, or source rows that cannot be mapped), 2 failure (raised as FatalError, or
+writes that Gorse refused). The report is a glue.report.ReconcileReport.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from glue.actual import KINDS, actual_frame, stage_export
+from glue.actual import KINDS, Export, actual_frame, stage_export
 from glue.changes import latest_rows, read_changes
 from glue.decode import file_rows
 from glue.diff import decode_key, diff_kind
@@ -41,7 +43,8 @@ from glue.files import (
 )
 from glue.guard import Deferred, touched_by
 from glue.repair import PHASES, Repairer
-from glue.report import drift_section, render, report_key
+from glue.report import InvalidRow, InvalidRows, ReconcileReport, drift_section, render, report_key
+from glue.vocabulary import DriftClass, ExitCode, Kind
 from glue.writes import GorseWriter, RateLimiter
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper, load_spec
@@ -64,12 +67,25 @@ class ReconcileOptions:
     report_prefix: str = "reports"  # in the bucket (or under report_dir)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReconcileOutcome:
-    report: dict[str, Any]
+    """A finished run: its typed report and where that was written."""
+
+    result: ReconcileReport
     report_path: str
-    exit_code: int
-    phases_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.result.exit_code
+
+    @property
+    def phases_s(self) -> Mapping[str, float]:
+        return self.result.phases_s
+
+    @cached_property
+    def report(self) -> dict[str, Any]:
+        """The JSON document as printed: the written report plus its ``report_path``."""
+        return {**self.result.to_json(), "report_path": self.report_path}
 
 
 class PhaseTimer:
@@ -100,7 +116,7 @@ def _read_current(
     return current
 
 
-async def _export(settings: Settings, staging: Any, prefix: str) -> dict[str, Any]:
+async def _export(settings: Settings, staging: Any, prefix: str) -> dict[Kind, Export]:
     async with GorseClient.from_settings(settings) as client:
         return {kind: await stage_export(client, kind, staging, prefix) for kind in KINDS}
 
@@ -140,7 +156,7 @@ async def _repair(
     settings: Settings,
     options: ReconcileOptions,
     drift: DataFrame,
-    counts: dict[tuple[str, str], int],
+    counts: Mapping[tuple[Kind, DriftClass], int],
     d: Deferred,
 ) -> Repairer:
     async with GorseClient.from_settings(settings) as client:
@@ -160,10 +176,12 @@ async def _repair(
         )
         try:
             for phase in PHASES:
-                kind, classes, _ = phase
-                total = sum(counts.get((kind, c), 0) for c in classes)
+                total = sum(counts.get((phase.kind, c), 0) for c in phase.classes)
                 if total:
-                    rows = drift.where((F.col("kind") == kind) & F.col("cls").isin(list(classes)))
+                    rows = drift.where(
+                        (F.col("kind") == phase.kind.value)
+                        & F.col("cls").isin([c.value for c in phase.classes])
+                    )
                     await rep.run_phase(phase, rows.toLocalIterator(), total)
         finally:
             if check is not None:
@@ -192,73 +210,79 @@ def run_reconcile(spark: SparkSession, settings: Settings, options: ReconcileOpt
     mapper = _mapper(settings)
     s3 = S3Store(settings.s3.bucket, settings.aws_client_kwargs("s3"))
     store: FileStore = DirStore(options.source_dir) if options.source_dir else s3
-    report: dict[str, Any] = {"run_id": run_id, "started_at": started.isoformat(), "dry_run": options.dry_run}
     with timer("read_s3"):
         tables = [
             discover(store, settings.s3.prefix, settings.source.schema_name, t) for t in mapper.spec.tables
         ]
         cutoff = cutoff_of(tables)
         current = _read_current(spark, store, settings, mapper, tables)
-        report["source"] = store.describe(settings.s3.prefix)
-        report["cutoff"] = cutoff.isoformat() if cutoff else None
-        report["files_read"] = {tf.table: len(tf.files) for tf in tables}
-        report["source_rows"] = {t: df.count() for t, df in current.items()}
+        source_rows = {t: df.count() for t, df in current.items()}
     with timer("compute"):
         exp = expected_state(mapper, current)
         expected = {k: df.persist(PERSIST) for k, df in exp.kinds().items()}
         exp.feedback.persist(PERSIST)
-        report["expected"] = {k: df.where(F.col("error").isNull()).count() for k, df in expected.items()}
+        expected_rows = {k: df.where(F.col("error").isNull()).count() for k, df in expected.items()}
         bad = [df.where(F.col("error").isNotNull()) for df in expected.values()]
-        invalid = sum(b.count() for b in bad)
-        report["invalid_source_rows"] = {
-            "count": invalid,
-            "sample": [
-                {"key": r["key"], "error": r["error"]} for b in bad for r in b.limit(options.sample).collect()
-            ][: options.sample],
-        }
+        invalid = InvalidRows(
+            sum(b.count() for b in bad),
+            tuple(InvalidRow(r["key"], r["error"]) for b in bad for r in b.limit(options.sample).collect())[
+                : options.sample
+            ],
+        )
     staging, staging_prefix = _staging(spark, settings, options, run_id)
     try:
         with timer("export_gorse"):
             exports = asyncio.run(_export(settings, staging, staging_prefix))
             actual = {k: actual_frame(spark, staging, e).persist(PERSIST) for k, e in exports.items()}
-            report["actual"] = {k: e.rows for k, e in exports.items()}
-            report["actual_export"] = {k: e.source for k, e in exports.items()}
         with timer("diff"):
-            drift = diff_kind("users", expected["users"], actual["users"])
-            for kind in ("items", "feedback"):
+            drift = diff_kind(Kind.USERS, expected[Kind.USERS], actual[Kind.USERS])
+            for kind in (Kind.ITEMS, Kind.FEEDBACK):
                 drift = drift.unionByName(diff_kind(kind, expected[kind], actual[kind]))
             drift = drift.persist(PERSIST)
             kind_tables = {
-                "users": _table_of(mapper, "user"),
-                "items": _table_of(mapper, "item"),
-                "feedback": _table_of(mapper, "feedback"),
+                Kind.USERS: _table_of(mapper, "user"),
+                Kind.ITEMS: _table_of(mapper, "item"),
+                Kind.FEEDBACK: _table_of(mapper, "feedback"),
             }
-            report["drift"] = drift_section(drift, kind_tables, options.sample)
+            drift_report = drift_section(drift, kind_tables, options.sample)
             counts = {
-                (r["kind"], r["cls"]): int(r["count"]) for r in drift.groupBy("kind", "cls").count().collect()
+                (Kind(r["kind"]), DriftClass(r["cls"])): int(r["count"])
+                for r in drift.groupBy("kind", "cls").count().collect()
             }
         with timer("repair"):
             deferred = _deferred(
-                store, settings, mapper, tables, exp, actual["feedback"], cutoff, not options.source_check
+                store, settings, mapper, tables, exp, actual[Kind.FEEDBACK], cutoff, not options.source_check
             )
             rep = asyncio.run(_repair(settings, options, drift, counts, deferred))
-            report["repair"] = rep.result.summary()
-            report["repair"]["deferred_keys"] = deferred.counts()
+            repair = rep.result.report(deferred.counts())
     finally:
         if isinstance(staging, DirStore) and options.staging_dir is None:
             shutil.rmtree(staging.root, ignore_errors=True)
-    report["phases_s"] = timer.seconds
-    report["finished_at"] = datetime.now(UTC).isoformat()
-    to_fix = report["drift"]["total"] - sum(rep.result.deferred.values())
-    code = 2 if rep.result.failures else 1 if (to_fix > 0 or invalid > 0) else 0
-    report["exit_code"] = code
+    to_fix = drift_report.total - sum(rep.result.deferred.values())
+    result = ReconcileReport(
+        run_id=run_id,
+        started_at=started,
+        dry_run=options.dry_run,
+        source=store.describe(settings.s3.prefix),
+        cutoff=cutoff,
+        files_read={tf.table: len(tf.files) for tf in tables},
+        source_rows=source_rows,
+        expected=expected_rows,
+        invalid_source_rows=invalid,
+        actual={k: e.rows for k, e in exports.items()},
+        actual_export={k: e.source for k, e in exports.items()},
+        drift=drift_report,
+        repair=repair,
+        phases_s=dict(timer.seconds),
+        finished_at=datetime.now(UTC),
+        exit_code=ExitCode.of(failures=len(rep.result.failures), to_fix=to_fix, invalid=invalid.count),
+    )
     key = report_key(started, options.report_prefix)
     if options.report_dir is not None:
-        path = DirStore(options.report_dir).write(key, render(report))
+        path = DirStore(options.report_dir).write(key, render(result.to_json()))
     else:
-        path = s3.write(key, render(report))
-    report["report_path"] = path
-    return ReconcileOutcome(report, path, code, timer.seconds)
+        path = s3.write(key, render(result.to_json()))
+    return ReconcileOutcome(result, path)
 
 
 def _table_of(mapper: Mapper, entity: str) -> str | None:

@@ -1,5 +1,5 @@
 """The shared tail of both entry points (CLI and Glue script): run, print, map errors to exit
-codes. Exit 2 on any failure, with the reason on stderr (never a secret)."""
+codes (glue.vocabulary.ExitCode). Exit 2 on any failure, with the reason on stderr (never a secret)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,23 @@ from pyspark.sql import SparkSession
 
 from glue.job import ReconcileOptions, run_reconcile
 from glue.report import render
+from glue.vocabulary import ExitCode
 from gorse_cdc.errors import GorseCdcError
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
-EXIT_FAILURE = 2
 
 
-def reconcile_and_print(spark: SparkSession, settings: Settings, options: ReconcileOptions) -> int:
+def reconcile_and_print(spark: SparkSession, settings: Settings, options: ReconcileOptions) -> ExitCode:
     try:
         outcome = run_reconcile(spark, settings, options)
     except GorseCdcError as e:
         print(f"reconcile failed: {e}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     except Exception as e:  # a Spark job failure (e.g. a malformed DMS file) arrives wrapped
         log.exception("reconcile failed")
         print(f"reconcile failed: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     sys.stdout.write(render(outcome.report).decode() + "\n")
     print(f"drift report: {outcome.report_path}", file=sys.stderr)
     return outcome.exit_code

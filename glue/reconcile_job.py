@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from glue.job import ReconcileOptions
-from glue.main import EXIT_FAILURE, reconcile_and_print
+from glue.main import reconcile_and_print
+from glue.vocabulary import ExitCode
 from gorse_cdc.logs import setup_logging
 from gorse_cdc.settings import Settings
 
@@ -150,7 +151,7 @@ def main(argv: list[str]) -> int:
         options = options_from(args)
     except (GlueArgumentError, ValueError) as e:
         print(f"reconcile_job: bad arguments: {e}", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     try:
         from awsglue.context import GlueContext
         from awsglue.job import Job
@@ -167,7 +168,7 @@ def main(argv: list[str]) -> int:
     job = Job(glue_context)
     job.init(args["JOB_NAME"], args)
     rc = reconcile_and_print(glue_context.spark_session, settings, options)
-    if rc == EXIT_FAILURE:
+    if rc == ExitCode.FAILURE:
         raise RuntimeError("reconcile failed; see the log and the drift report")
     job.commit()
     return 0

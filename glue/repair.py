@@ -11,34 +11,57 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from glue.diff import decode_key
 from glue.guard import Deferred
+from glue.vocabulary import DriftClass, Key, Kind
 from glue.writes import GorseWriter, RateLimiter
 from gorse_cdc.errors import GorsePermanentError, InvalidEntityError
 
 log = logging.getLogger(__name__)
-Phase = tuple[str, tuple[str, ...], str]  # kind, drift classes, action
-PHASES: list[Phase] = [
-    ("items", ("missing", "changed"), "upsert"),
-    ("users", ("missing", "changed"), "upsert"),
-    ("feedback", ("missing", "changed"), "upsert"),
-    ("feedback", ("extra",), "delete"),
-    ("users", ("extra",), "delete"),
-    ("items", ("extra",), "delete"),
-]
+
+
+class RepairAction(StrEnum):
+    UPSERT = "upsert"  # upsert users/items, put feedback (the expected entity)
+    DELETE = "delete"  # delete the key
+
+
+class DeferReason(StrEnum):
+    """Why a drifted key is left to the stream (the report's sample_deferred reason)."""
+
+    AFTER_CUTOFF = "changed after the cut-off"
+    SOURCE_MOVED = "source differs from the snapshot"
+
+
+@dataclass(frozen=True)
+class Phase:
+    kind: Kind
+    classes: tuple[DriftClass, ...]
+    action: RepairAction
+
+
+_PUT = (DriftClass.MISSING, DriftClass.CHANGED)
+PHASES: tuple[Phase, ...] = (
+    Phase(Kind.ITEMS, _PUT, RepairAction.UPSERT),
+    Phase(Kind.USERS, _PUT, RepairAction.UPSERT),
+    Phase(Kind.FEEDBACK, _PUT, RepairAction.UPSERT),
+    Phase(Kind.FEEDBACK, (DriftClass.EXTRA,), RepairAction.DELETE),
+    Phase(Kind.USERS, (DriftClass.EXTRA,), RepairAction.DELETE),
+    Phase(Kind.ITEMS, (DriftClass.EXTRA,), RepairAction.DELETE),
+)
 SAMPLE = 10
 
 
-@dataclass
+@dataclass(frozen=True)
 class DriftRow:
-    kind: str
-    cls: str
+    kind: Kind
+    cls: DriftClass
     key: list[str]
     entity: str | None  # expected Gorse JSON (None for extra)
 
@@ -50,22 +73,74 @@ class SourceCheck(Protocol):
     async def settle(self, rows: Sequence[DriftRow], writer: GorseWriter) -> int: ...
 
 
+@dataclass(frozen=True)
+class DeferredKey:
+    kind: Kind
+    key: Key
+    reason: DeferReason
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "key": list(self.key), "reason": self.reason.value}
+
+
+@dataclass(frozen=True)
+class RepairFailure:
+    """A chunk Gorse refused (first SAMPLE keys)."""
+
+    kind: Kind
+    keys: tuple[Key, ...]
+    error: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "keys": [list(k) for k in self.keys], "error": self.error}
+
+
+Counts = Mapping[tuple[Kind, DriftClass], int]
+
+
+def _by_kind_class(counts: Counts) -> dict[str, int]:
+    return {f"{kind.value}.{cls.value}": n for (kind, cls), n in counts.items()}
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    applied: Counts  # rows written (or, with --dry-run, that would be)
+    deferred_to_stream: Counts
+    rewritten_after_source_moved: int
+    sample_deferred: tuple[DeferredKey, ...]
+    failures: tuple[RepairFailure, ...]
+    deferred_keys: Mapping[str, int]  # Deferred.counts()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "applied": _by_kind_class(self.applied),
+            "deferred_to_stream": _by_kind_class(self.deferred_to_stream),
+            "rewritten_after_source_moved": self.rewritten_after_source_moved,
+            "sample_deferred": [d.to_json() for d in self.sample_deferred],
+            "failures": [f.to_json() for f in self.failures],
+            "deferred_keys": dict(self.deferred_keys),
+        }
+
+
 @dataclass
 class RepairResult:
-    applied: Counter[str] = field(default_factory=Counter)  # "kind.cls" -> rows written
-    deferred: Counter[str] = field(default_factory=Counter)
-    rewritten: int = 0  # keys the source check wrote again because the source moved meanwhile
-    deferred_sample: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    """The repair's running tally; ``report`` freezes it."""
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "applied": dict(self.applied),
-            "deferred_to_stream": dict(self.deferred),
-            "rewritten_after_source_moved": self.rewritten,
-            "sample_deferred": self.deferred_sample,
-            "failures": self.failures,
-        }
+    applied: Counter[tuple[Kind, DriftClass]] = field(default_factory=Counter)
+    deferred: Counter[tuple[Kind, DriftClass]] = field(default_factory=Counter)
+    rewritten: int = 0  # keys the source check wrote again because the source moved meanwhile
+    deferred_sample: list[DeferredKey] = field(default_factory=list)
+    failures: list[RepairFailure] = field(default_factory=list)
+
+    def report(self, deferred_keys: Mapping[str, int]) -> RepairReport:
+        return RepairReport(
+            applied=dict(self.applied),
+            deferred_to_stream=dict(self.deferred),
+            rewritten_after_source_moved=self.rewritten,
+            sample_deferred=tuple(self.deferred_sample),
+            failures=tuple(self.failures),
+            deferred_keys=dict(deferred_keys),
+        )
 
 
 def _chunks(rows: Iterable[DriftRow], size: int) -> Iterator[list[DriftRow]]:
@@ -98,46 +173,47 @@ class Repairer:
         self.progress = progress
         self.result = RepairResult()
 
-    def _defer(self, rows: Iterable[DriftRow], reason: str) -> None:
+    def _defer(self, rows: Iterable[DriftRow], reason: DeferReason) -> None:
         for r in rows:
-            self.result.deferred[f"{r.kind}.{r.cls}"] += 1
+            self.result.deferred[(r.kind, r.cls)] += 1
             if len(self.result.deferred_sample) < SAMPLE:
-                self.result.deferred_sample.append({"kind": r.kind, "key": r.key, "reason": reason})
+                self.result.deferred_sample.append(DeferredKey(r.kind, tuple(r.key), reason))
 
-    async def _write(self, action: str, kind: str, rows: Sequence[DriftRow]) -> None:
+    async def _write(self, action: RepairAction, kind: Kind, rows: Sequence[DriftRow]) -> None:
         assert self.writer is not None
         await self.limiter.acquire(len(rows))
         try:
-            if action == "upsert":
+            if action == RepairAction.UPSERT:
                 await self.writer.upsert(kind, [r.entity for r in rows if r.entity is not None])
             else:
                 await self.writer.delete(kind, [r.key for r in rows])
         except (GorsePermanentError, InvalidEntityError) as e:
             log.error("repair of %d %s failed: %s", len(rows), kind, e)
             self.result.failures.append(
-                {"kind": kind, "keys": [r.key for r in rows[:SAMPLE]], "error": str(e)}
+                RepairFailure(kind, tuple(tuple(r.key) for r in rows[:SAMPLE]), str(e))
             )
             return
         for r in rows:
-            self.result.applied[f"{r.kind}.{r.cls}"] += 1
+            self.result.applied[(r.kind, r.cls)] += 1
 
     async def run_phase(self, phase: Phase, rows: Iterable[Any], total: int) -> None:
-        kind, _, action = phase
-        bar = tqdm(total=total, desc=f"repair {kind} ({action})", unit="row", disable=not self.progress)
+        """``rows``: the phase's drift rows (Spark Rows of glue.diff.DRIFT_COLUMNS)."""
+        kind, action = phase.kind, phase.action
+        desc = f"repair {kind.value} ({action.value})"
+        bar = tqdm(total=total, desc=desc, unit="row", disable=not self.progress)
         try:
-            for chunk in _chunks(
-                (DriftRow(r.kind, r.cls, decode_key(r.key), r.entity) for r in rows), self.chunk_size
-            ):
+            drift = (DriftRow(Kind(r.kind), DriftClass(r.cls), decode_key(r.key), r.entity) for r in rows)
+            for chunk in _chunks(drift, self.chunk_size):
                 keep = [r for r in chunk if not self.deferred.covers(r.kind, r.key)]
                 self._defer(
-                    [r for r in chunk if self.deferred.covers(r.kind, r.key)], "changed after the cut-off"
+                    [r for r in chunk if self.deferred.covers(r.kind, r.key)], DeferReason.AFTER_CUTOFF
                 )
                 if self.check is not None and keep:
                     keep, moved = self.check.split(keep)
-                    self._defer(moved, "source differs from the snapshot")
+                    self._defer(moved, DeferReason.SOURCE_MOVED)
                 if keep and self.writer is None:
                     for r in keep:
-                        self.result.applied[f"{r.kind}.{r.cls}"] += 1
+                        self.result.applied[(r.kind, r.cls)] += 1
                 elif keep:
                     await self._write(action, kind, keep)
                     if self.check is not None:

@@ -29,19 +29,20 @@ from psycopg.rows import dict_row
 
 from glue.expected import canon
 from glue.repair import DriftRow
+from glue.vocabulary import DriftClass, Kind
 from glue.writes import GorseWriter
 from gorse_cdc.gorse import Feedback, Item, User
 from gorse_cdc.mapping import Mapper
 
 Entity = User | Item | Feedback | None
 Ident = tuple[str, ...]
-MODELS: dict[str, Any] = {"users": User, "items": Item, "feedback": Feedback}
+MODELS: dict[Kind, Any] = {Kind.USERS: User, Kind.ITEMS: Item, Kind.FEEDBACK: Feedback}
 ROUNDS = 3
 
 
 @dataclass
 class _Written:
-    kind: str
+    kind: Kind
     ident: Ident
     state: Entity  # what Gorse holds for ident after our write (None: nothing)
 
@@ -56,7 +57,7 @@ def _castable(pg_type: str, value: str) -> bool:
 
 
 def _ident(r: DriftRow) -> Ident:
-    return (r.key[1], r.key[2]) if r.kind == "feedback" else (r.key[0],)
+    return (r.key[1], r.key[2]) if r.kind == Kind.FEEDBACK else (r.key[0],)
 
 
 def _same(a: Entity, b: Entity) -> bool:
@@ -148,13 +149,13 @@ class SourceDbCheck:
             )
         return out
 
-    def current(self, kind: str, idents: Sequence[Ident]) -> dict[Ident, Entity]:
+    def current(self, kind: Kind, idents: Sequence[Ident]) -> dict[Ident, Entity]:
         """The entity the source database maps to now, per identity (None: no row)."""
         uniq = sorted(set(idents))
-        if kind == "users":
+        if kind == Kind.USERS:
             users = self._users([i[0] for i in uniq])
             return {i: users.get(i[0]) for i in uniq}
-        if kind == "items":
+        if kind == Kind.ITEMS:
             items = self._items([i[0] for i in uniq])
             return {i: items.get(i[0]) for i in uniq}
         fbs = self._feedback("pair", uniq)
@@ -171,7 +172,7 @@ class SourceDbCheck:
         self._seen = {}
         for r in rows:
             cur = now[_ident(r)]
-            if r.cls == "extra":
+            if r.cls == DriftClass.EXTRA:
                 ok = cur is None or (isinstance(cur, Feedback) and cur.feedback_type != r.key[0])
             else:
                 ok = (
@@ -186,13 +187,13 @@ class SourceDbCheck:
 
     async def _write_state(self, writer: GorseWriter, w: _Written) -> None:
         s = w.state
-        if w.kind == "feedback":
+        if w.kind == Kind.FEEDBACK:
             assert isinstance(s, Feedback | None)
             if s is not None:
-                await writer.upsert("feedback", [orjson.dumps(s.to_json()).decode()])
+                await writer.upsert(Kind.FEEDBACK, [orjson.dumps(s.to_json()).decode()])
             for t in self.mapper.spec.feedback_types:
                 if s is None or t != s.feedback_type:
-                    await writer.delete("feedback", [[t, *w.ident]])
+                    await writer.delete(Kind.FEEDBACK, [[t, *w.ident]])
         elif s is None:
             await writer.delete(w.kind, [list(w.ident)])
         else:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,13 +26,17 @@ log = logging.getLogger(__name__)
 
 THROTTLED = frozenset({"ProvisionedThroughputExceededException", "LimitExceededException"})
 TRANSIENT = frozenset({"InternalFailure", "ServiceUnavailable", "KMSThrottlingException"})
+ShardIteratorType = Literal[
+    "TRIM_HORIZON", "LATEST", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "AT_TIMESTAMP"
+]
 
 
 @dataclass(frozen=True, slots=True)
 class StartPosition:
-    """TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER or AT_TIMESTAMP."""
+    """Where a shard iterator starts: Kinesis' ShardIteratorType, with the sequence number
+    (AT_/AFTER_SEQUENCE_NUMBER) or the timestamp (AT_TIMESTAMP) it needs."""
 
-    kind: str = "TRIM_HORIZON"
+    kind: ShardIteratorType = "TRIM_HORIZON"
     sequence_number: str | None = None
     timestamp: datetime | None = None
 
@@ -40,8 +44,10 @@ class StartPosition:
     def from_checkpoint(cls, checkpoint: str | None) -> StartPosition:
         if checkpoint in (None, "", "TRIM_HORIZON"):
             return cls("TRIM_HORIZON")
-        if checkpoint in ("LATEST", "AT_TIMESTAMP"):
-            return cls(checkpoint)
+        if checkpoint == "LATEST":
+            return cls("LATEST")
+        if checkpoint == "AT_TIMESTAMP":
+            return cls("AT_TIMESTAMP")
         return cls("AFTER_SEQUENCE_NUMBER", checkpoint)
 
     def api_kwargs(self) -> dict[str, Any]:

@@ -9,25 +9,39 @@ cannot use raises DmsDecodeError, a PermanentRecordError, so the record goes to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
 
 from gorse_cdc.errors import PermanentRecordError
 
-DATA_OPERATIONS = frozenset({"load", "insert", "update", "delete"})
-CONTROL_OPERATIONS = frozenset(
-    {
-        "create-table",
-        "rename-table",
-        "drop-table",
-        "change-columns",
-        "add-column",
-        "drop-column",
-        "rename-column",
-        "column-type-change",
-    }
-)
+
+class DmsOperation(StrEnum):
+    """metadata.operation of a data record (members equal DMS's strings)."""
+
+    LOAD = "load"
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class ControlOperation(StrEnum):
+    """metadata.operation of the control records DMS documents; a control record with another
+    operation is still decoded, its operation kept as the string it is."""
+
+    CREATE_TABLE = "create-table"
+    RENAME_TABLE = "rename-table"
+    DROP_TABLE = "drop-table"
+    CHANGE_COLUMNS = "change-columns"
+    ADD_COLUMN = "add-column"
+    DROP_COLUMN = "drop-column"
+    RENAME_COLUMN = "rename-column"
+    COLUMN_TYPE_CHANGE = "column-type-change"
+
+
+DATA_OPERATIONS = frozenset(DmsOperation)
+CONTROL_OPERATIONS = frozenset(ControlOperation)
 
 
 class DmsDecodeError(PermanentRecordError):
@@ -37,7 +51,7 @@ class DmsDecodeError(PermanentRecordError):
 @dataclass(frozen=True, slots=True)
 class DmsRecord:
     record_type: Literal["data", "control"]
-    operation: str
+    operation: DmsOperation | str  # a DmsOperation when decoded from a data record
     schema: str
     table: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -59,7 +73,7 @@ class DmsRecord:
 
     @property
     def is_delete(self) -> bool:
-        return self.operation == "delete"
+        return self.operation == DmsOperation.DELETE
 
     def metadata(self) -> dict[str, Any]:
         m: dict[str, Any] = {
@@ -149,6 +163,7 @@ def decode_record(raw: bytes | str) -> DmsRecord:
         )
     if operation not in DATA_OPERATIONS:
         raise DmsDecodeError(f"unknown data operation {operation!r}")
+    data_operation = DmsOperation(operation)
     if not isinstance(table, str) or not table:
         raise DmsDecodeError("data record without metadata.table-name")
     data = doc.get("data")
@@ -157,7 +172,7 @@ def decode_record(raw: bytes | str) -> DmsRecord:
     before = doc.get("before-image")
     if before is not None and not isinstance(before, dict):
         raise DmsDecodeError("before-image is not an object")
-    return DmsRecord("data", operation, str(schema or ""), table, data, before, **common)
+    return DmsRecord("data", data_operation, str(schema or ""), table, data, before, **common)
 
 
 def encode_record(record: DmsRecord, message_format: str = "json-unformatted") -> bytes:
