@@ -63,12 +63,15 @@ class FanOutReader:
         shard_id: str,
         start: StartPosition,
         metrics: Metrics | None = None,
+        *,
+        retry: RetryPolicy = SUBSCRIBE_RETRY,
     ) -> None:
         self.client = client
         self.consumer_arn = consumer_arn
         self.shard_id = shard_id
         self._start = start
         self._metrics = metrics or Metrics()
+        self._retry = retry
         self._continuation: str | None = None
         self._events: Any = None
         self._ended = False
@@ -114,7 +117,7 @@ class FanOutReader:
         try:
             event = await retry_async(
                 self._next_event,
-                policy=SUBSCRIBE_RETRY,
+                policy=self._retry,
                 classify=classify_subscribe,
                 on_retry=self._on_retry,
             )

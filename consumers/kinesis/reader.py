@@ -72,12 +72,15 @@ class ShardReader:
         shard_id: str,
         start: StartPosition,
         metrics: Metrics | None = None,
+        *,
+        retry: RetryPolicy = READ_RETRY,
     ) -> None:
         self.client = client
         self.stream_name = stream_name
         self.shard_id = shard_id
         self._start = start
         self._metrics = metrics or Metrics()
+        self._retry = retry
         self._iterator: str | None = None
         self._last_read: str | None = None
         self._ended = False
@@ -127,7 +130,7 @@ class ShardReader:
         try:
             resp = await retry_async(
                 lambda: self._get_records(max_records),
-                policy=READ_RETRY,
+                policy=self._retry,
                 classify=classify_read,
                 on_retry=self._on_retry,
             )
