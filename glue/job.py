@@ -42,9 +42,10 @@ from glue.files import (
 from glue.guard import Deferred, touched_by
 from glue.repair import PHASES, Repairer
 from glue.report import drift_section, render, report_key
-from glue.writes import GorseWriter, RateLimiter
+from glue.writes import GorseWriter
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper, load_spec
+from gorse_cdc.retry import RateLimiter
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)

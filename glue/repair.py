@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from glue.diff import decode_key
 from glue.guard import Deferred
-from glue.writes import GorseWriter, RateLimiter
+from glue.writes import GorseWriter
 from gorse_cdc.errors import GorsePermanentError, InvalidEntityError
+from gorse_cdc.retry import RateLimiter
 
 log = logging.getLogger(__name__)
 Phase = tuple[str, tuple[str, ...], str]  # kind, drift classes, action

@@ -20,9 +20,10 @@ from consumers.pipeline import BatchApplier, BatchOutcome
 from consumers.records import ShardRecord
 from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
 from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
-from consumers.replay.plan import CatchUpEta, RateLimiter, RecordFilter, ReplaySummary, StopPoint, shard_waves
+from consumers.replay.plan import CatchUpEta, RecordFilter, ReplaySummary, StopPoint, shard_waves
 from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
 from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, open_clients
+from gorse_cdc.retry import RateLimiter
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ class Replay:
         self.settings = settings
         self.job = job or settings.replay.job
         self.dry_run = dry_run
-        self.limiter = RateLimiter(settings.replay.max_records_per_s if rate is None else rate)
+        # records/s, 0 = unlimited; an idle replay may pass one second's worth at once
+        self.limiter = RateLimiter(settings.replay.max_records_per_s if rate is None else rate, burst_s=1.0)
         self.filter = record_filter or RecordFilter()
         self.progress = progress and sys.stderr.isatty()
         self.summary = ReplaySummary()
@@ -86,9 +88,7 @@ class Replay:
         self.summary.read += len(records)
         self.summary.filtered += len(records) - len(kept)
         self.summary.shards[shard] = self.summary.shards.get(shard, 0) + len(records)
-        delay = self.limiter.delay(len(kept))
-        if delay:
-            await asyncio.sleep(delay)
+        await self.limiter.acquire(len(kept))
         outcome = await applier.apply(kept, self._stop.is_set)
         self.summary.applied += outcome.applied
         self.summary.skipped += outcome.skipped
