@@ -12,15 +12,9 @@ from consumers.kinesis.reader import ShardReader, StartPosition
 from consumers.metrics import Metrics
 from gorse_cdc.errors import FatalError
 from gorse_cdc.retry import RetryPolicy
+from tests.unit.aws_errors import aws_error
 
 FAST = RetryPolicy(base_s=0.0001, cap_s=0.0001)
-
-
-def aws_error(code: str, op: str = "GetRecords", status: int = 400) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},  # type: ignore[typeddict-item]
-        op,
-    )
 
 
 class FakeKinesis:
@@ -51,7 +45,10 @@ def reader(fake: FakeKinesis, metrics: Metrics | None = None) -> ShardReader:
 
 
 async def test_throttling_is_retried_and_counted() -> None:
-    fake, metrics = FakeKinesis(aws_error("ProvisionedThroughputExceededException")), Metrics()
+    fake, metrics = (
+        FakeKinesis(aws_error("ProvisionedThroughputExceededException", op="GetRecords")),
+        Metrics(),
+    )
     batch = await reader(fake, metrics).next_batch(10)
     assert [r.sequence_number for r in batch.records] == ["7"] and fake.reads == 2
     assert metrics.throttles.labels("shardId-0")._value.get() == 1
@@ -59,7 +56,7 @@ async def test_throttling_is_retried_and_counted() -> None:
 
 
 async def test_an_expired_iterator_is_renewed_without_backoff() -> None:
-    fake = FakeKinesis(aws_error("ExpiredIteratorException"))
+    fake = FakeKinesis(aws_error("ExpiredIteratorException", op="GetRecords"))
     batch = await reader(fake).next_batch(10)
     assert len(batch.records) == 1 and len(fake.iterators) == 2
 
@@ -72,14 +69,14 @@ async def test_a_network_error_renews_the_iterator() -> None:
 
 @pytest.mark.parametrize("code", ["ResourceNotFoundException", "AccessDeniedException"])
 async def test_a_missing_stream_or_no_access_is_fatal(code: str) -> None:
-    fake = FakeKinesis(aws_error(code))
+    fake = FakeKinesis(aws_error(code, op="GetRecords"))
     with pytest.raises(FatalError, match="shardId-0"):
         await reader(fake).next_batch(10)
     assert fake.reads == 1
 
 
 async def test_a_permanent_error_propagates_unchanged() -> None:
-    fake = FakeKinesis(aws_error("InvalidArgumentException"))
+    fake = FakeKinesis(aws_error("InvalidArgumentException", op="GetRecords"))
     with pytest.raises(ClientError):
         await reader(fake).next_batch(10)
     assert fake.reads == 1
@@ -111,14 +108,14 @@ EVENT = {"SubscribeToShardEvent": {"Records": [], "ContinuationSequenceNumber": 
 
 
 async def test_fanout_resubscribes_after_an_ended_subscription_and_in_use() -> None:
-    fake = FakeSubscriptions([], aws_error("ResourceInUseException", "SubscribeToShard"), [EVENT])
+    fake = FakeSubscriptions([], aws_error("ResourceInUseException", op="SubscribeToShard"), [EVENT])
     r = FanOutReader(fake, "arn", "shardId-0", StartPosition(), retry=FAST)
     batch = await r.next_batch(10)
     assert fake.calls == 3 and not batch.shard_ended
 
 
 async def test_fanout_no_access_is_fatal() -> None:
-    fake = FakeSubscriptions([aws_error("AccessDeniedException", "SubscribeToShard")])
+    fake = FakeSubscriptions([aws_error("AccessDeniedException", op="SubscribeToShard")])
     r = FanOutReader(fake, "arn", "shardId-0", StartPosition(), retry=FAST)
     with pytest.raises(FatalError):
         await r.next_batch(10)

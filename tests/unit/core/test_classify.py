@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import pytest
 from botocore.exceptions import (
-    ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -25,17 +23,9 @@ from gorse_cdc.errors import (
 )
 from gorse_cdc.gorse.client import status_error
 from gorse_cdc.retry import STATUS_CLASS, ErrorClass, classify, error_code, http_status, status_class
+from tests.unit.aws_errors import aws_error
 
 R, P, F = ErrorClass.RETRIABLE, ErrorClass.PERMANENT, ErrorClass.FATAL
-
-
-def client_error(code: str | None, status: int | None = 400, op: str = "PutRecords") -> ClientError:
-    response: dict[str, Any] = {"Error": {"Message": "boom"}}
-    if code is not None:
-        response["Error"]["Code"] = code
-    if status is not None:
-        response["ResponseMetadata"] = {"HTTPStatusCode": status}
-    return ClientError(response, op)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -65,13 +55,13 @@ def client_error(code: str | None, status: int | None = 400, op: str = "PutRecor
     ],
 )
 def test_client_error_codes(code: str | None, status: int | None, expected: ErrorClass) -> None:
-    assert classify(client_error(code, status)) is expected
+    assert classify(aws_error(code, status)) is expected
 
 
 def test_the_caller_overrides_codes() -> None:
-    rnf = client_error("ResourceNotFoundException")
+    rnf = aws_error("ResourceNotFoundException")
     assert classify(rnf, fatal={"ResourceNotFoundException"}) is F
-    in_use = client_error("ResourceInUseException")
+    in_use = aws_error("ResourceInUseException")
     assert classify(in_use) is P
     assert functools.partial(classify, retriable={"ResourceInUseException"})(in_use) is R
 
@@ -113,11 +103,11 @@ def test_gorse_errors_follow_the_status_table(monkeypatch: pytest.MonkeyPatch) -
     assert isinstance(status_error("POST", "/api/users", 401, "no key"), GorsePermanentError)
     monkeypatch.setitem(STATUS_CLASS, 401, ErrorClass.FATAL)  # one line changes every caller
     assert isinstance(status_error("POST", "/api/users", 401, "no key"), GorseFatalError)
-    assert classify(client_error("SomethingNew", 401)) is F
+    assert classify(aws_error("SomethingNew", 401)) is F
 
 
 def test_error_code_and_status() -> None:
-    e = client_error("ExpiredIteratorException", 400, "GetRecords")
+    e = aws_error("ExpiredIteratorException", 400, "GetRecords")
     assert error_code(e) == "ExpiredIteratorException" and http_status(e) == 400
-    assert error_code(client_error(None)) is None
+    assert error_code(aws_error(None)) is None
     assert error_code(ValueError("x")) is None and http_status(OSError()) is None

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from gorse_cdc.errors import FatalError, GorseRetriableError, PermanentRecordError, RetriableError
 from gorse_cdc.retry import Backoff, FailedAttempt, RetryPolicy, retry_async, retry_sync
+from tests.unit.aws_errors import aws_error
 
 
 def test_full_jitter_spans_zero_to_the_ceiling() -> None:
@@ -66,20 +66,13 @@ class Flaky:
         return self()
 
 
-def throttled() -> ClientError:
-    return ClientError(
-        {"Error": {"Code": "ThrottlingException"}, "ResponseMetadata": {"HTTPStatusCode": 400}},  # type: ignore[typeddict-item]
-        "PutRecords",
-    )
-
-
 def recorder() -> tuple[list[float], Callable[[float], None]]:
     slept: list[float] = []
     return slept, slept.append
 
 
 async def test_async_retries_retriable_errors_then_returns() -> None:
-    f = Flaky(RetriableError("a"), throttled(), OSError("reset"))
+    f = Flaky(RetriableError("a"), aws_error("ThrottlingException"), OSError("reset"))
     slept: list[float] = []
     seen: list[FailedAttempt] = []
 

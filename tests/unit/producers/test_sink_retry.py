@@ -5,19 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
 from producers.dms.kinesis_sink import KinesisSink
 from producers.dms.s3_sink import S3Sink
-
-
-def aws_error(code: str, status: int, op: str) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},  # type: ignore[typeddict-item]
-        op,
-    )
+from tests.unit.aws_errors import aws_error
 
 
 class FakeKinesis:
@@ -41,9 +35,9 @@ def kinesis_sink(settings: Settings, fake: FakeKinesis, slept: list[float]) -> K
 
 def test_kinesis_throttling_and_network_errors_are_retried(settings: Settings) -> None:
     fake = FakeKinesis(
-        aws_error("ProvisionedThroughputExceededException", 400, "PutRecords"),
+        aws_error("ProvisionedThroughputExceededException", 400, op="PutRecords"),
         EndpointConnectionError(endpoint_url="http://kinesis"),
-        aws_error("InternalFailure", 500, "PutRecords"),
+        aws_error("InternalFailure", 500, op="PutRecords"),
     )
     slept: list[float] = []
     assert kinesis_sink(settings, fake, slept).flush() == 2
@@ -54,9 +48,9 @@ def test_kinesis_throttling_and_network_errors_are_retried(settings: Settings) -
 @pytest.mark.parametrize(
     "error",
     [
-        aws_error("ResourceNotFoundException", 400, "PutRecords"),
-        aws_error("AccessDeniedException", 400, "PutRecords"),
-        aws_error("ValidationException", 400, "PutRecords"),
+        aws_error("ResourceNotFoundException", 400, op="PutRecords"),
+        aws_error("AccessDeniedException", 400, op="PutRecords"),
+        aws_error("ValidationException", 400, op="PutRecords"),
         NoCredentialsError(),
     ],
 )
@@ -80,7 +74,7 @@ class FakeS3:
 
 
 def test_s3_put_retries_slow_down_and_lost_connections(settings: Settings) -> None:
-    fake = FakeS3(aws_error("SlowDown", 503, "PutObject"), OSError("reset"))
+    fake = FakeS3(aws_error("SlowDown", 503, op="PutObject"), OSError("reset"))
     slept: list[float] = []
     S3Sink(settings, client=fake, sleep=slept.append).put("k", b"x")
     assert fake.puts == ["k", "k", "k"] and len(slept) == 2
@@ -88,7 +82,7 @@ def test_s3_put_retries_slow_down_and_lost_connections(settings: Settings) -> No
 
 @pytest.mark.parametrize(("code", "status"), [("NoSuchBucket", 404), ("AccessDenied", 403)])
 def test_s3_put_no_bucket_or_no_access_is_fatal(settings: Settings, code: str, status: int) -> None:
-    fake = FakeS3(aws_error(code, status, "PutObject"))
+    fake = FakeS3(aws_error(code, status, op="PutObject"))
     with pytest.raises(FatalError, match=code):
         S3Sink(settings, client=fake, sleep=lambda s: None).put("k", b"x")
     assert fake.puts == ["k"]
