@@ -4,9 +4,11 @@ consumer and of the replay tool.
 Outcomes per record are explicit: applied, skipped (DMS control records) or dead-lettered.
 When ``apply`` returns, every record of the batch is one of those, durably: the caller may
 checkpoint the batch's last sequence number. Transient failures (RetriableError) hold
-progress: the same plan is retried with capped, jittered backoff until it applies or the
+progress: the same plan is retried under the shared policy (gorse_cdc.retry: what is
+retriable, capped full-jitter backoff, Gorse's Retry-After as a floor) until it applies or the
 caller asks to stop (then ``Stopped`` is raised and nothing may be checkpointed). A plan the
-sink refuses permanently is bisected until the poison record is isolated and dead-lettered.
+sink refuses permanently (PermanentRecordError) is bisected until the poison record is
+isolated and dead-lettered; anything else that is not retriable propagates.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from consumers.backoff import Backoff
 from consumers.coalesce import coalesce
 from consumers.deadletter import DeadLetter
 from consumers.metrics import Metrics
 from consumers.protocols import DeadLetterStore, Sink
 from consumers.records import ShardRecord
 from gorse_cdc.dms.record import decode_record
-from gorse_cdc.errors import PermanentRecordError, RetriableError
+from gorse_cdc.errors import PermanentRecordError
 from gorse_cdc.mapping import Mapper
 from gorse_cdc.mapping.ops import Operation
+from gorse_cdc.retry import FailedAttempt, RetryPolicy, retry_async
 
 log = logging.getLogger(__name__)
+WRITE_RETRY = RetryPolicy(base_s=0.1, cap_s=10.0)  # no limit: progress holds until it applies
+STOP_CHECK_S = 0.1  # how often a backoff pause looks at should_stop
 
 
 class Stopped(Exception):
@@ -71,14 +75,14 @@ class BatchApplier:
         metrics: Metrics | None = None,
         *,
         source_name: str = "",
-        backoff: Callable[[], Backoff] = Backoff,
+        retry: RetryPolicy = WRITE_RETRY,
     ) -> None:
         self.mapper = mapper
         self.sink = sink
         self.dead_letters = dead_letters
         self.metrics = metrics or Metrics()
         self.source_name = source_name
-        self._backoff = backoff
+        self.retry = retry
 
     # ---- decode and map (pure) -----------------------------------------------------------
     def decode(self, records: Sequence[ShardRecord]) -> tuple[list[Decoded], BatchOutcome]:
@@ -165,19 +169,20 @@ class BatchApplier:
         outcome.applied += len(good)
 
     async def _retrying(self, call: Callable[[], Awaitable[None]], should_stop: Callable[[], bool]) -> None:
-        backoff = self._backoff()
-        while True:
+        async def attempt() -> None:
             if should_stop():
                 raise Stopped
-            try:
-                await call()
-                return
-            except RetriableError as e:
-                self.metrics.gorse_retries.inc()
-                delay = backoff.next_delay(e.retry_after_s)
-                log.warning("retriable failure, retrying in %.2f s: %s", delay, e)
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    if should_stop():
-                        raise Stopped from None
-                    await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            await call()
+
+        async def pause(delay: float) -> None:
+            deadline = time.monotonic() + delay
+            while (left := deadline - time.monotonic()) > 0:
+                if should_stop():
+                    raise Stopped
+                await asyncio.sleep(min(STOP_CHECK_S, left))
+
+        def on_retry(failed: FailedAttempt) -> None:
+            self.metrics.gorse_retries.inc()
+            log.warning("retriable failure, retrying in %.2f s: %s", failed.delay_s, failed.error)
+
+        await retry_async(attempt, policy=self.retry, on_retry=on_retry, sleep=pause)

@@ -45,9 +45,10 @@ from glue.guard import Deferred, touched_by
 from glue.repair import PHASES, Repairer
 from glue.report import InvalidRow, InvalidRows, ReconcileReport, drift_section, render, report_key
 from glue.vocabulary import DriftClass, ExitCode, Kind
-from glue.writes import GorseWriter, RateLimiter
+from glue.writes import GorseWriter
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper, load_spec
+from gorse_cdc.retry import RateLimiter
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)

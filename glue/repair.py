@@ -21,8 +21,9 @@ from tqdm import tqdm
 from glue.diff import decode_key
 from glue.guard import Deferred
 from glue.vocabulary import DriftClass, Key, Kind
-from glue.writes import GorseWriter, RateLimiter
+from glue.writes import GorseWriter
 from gorse_cdc.errors import GorsePermanentError, InvalidEntityError
+from gorse_cdc.retry import RateLimiter
 
 log = logging.getLogger(__name__)
 

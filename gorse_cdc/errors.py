@@ -65,3 +65,7 @@ class GorseRetriableError(GorseRequestError, RetriableError):
 
 class GorsePermanentError(GorseRequestError, PermanentRecordError):
     """4xx other than 429: the request as sent can never succeed."""
+
+
+class GorseFatalError(GorseRequestError, FatalError):
+    """A status that says the pipeline itself is misconfigured (see retry.STATUS_CLASS)."""

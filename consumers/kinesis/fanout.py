@@ -7,22 +7,33 @@ reference; enable with ``gorse-cdc consume --enhanced-fan-out`` only against rea
 - A subscription lasts at most 5 minutes; the reader resubscribes after the
   ContinuationSequenceNumber of the last event, so nothing is skipped or read twice.
 - A closed shard ends with an event whose ContinuationSequenceNumber is null (ChildShards set).
+- Failures follow gorse_cdc.retry's classification, plus ResourceInUseException (a
+  resubscription within 5 s of the last one) as retriable: the reader resubscribes after
+  capped full-jitter backoff until it works. A missing consumer or shard
+  (ResourceNotFoundException) and the other FATAL AWS errors raise FatalError.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from consumers.backoff import Backoff
 from consumers.kinesis.reader import StartPosition
 from consumers.metrics import Metrics
 from consumers.records import RecordBatch, ShardRecord
+from gorse_cdc.errors import FatalError
+from gorse_cdc.retry import ErrorClass, FailedAttempt, RetryPolicy, classify, error_code, retry_async
 
 log = logging.getLogger(__name__)
+
+SUBSCRIBE_RETRY = RetryPolicy(base_s=0.2, cap_s=5.0)  # no limit: a reader never skips data
+classify_subscribe = functools.partial(
+    classify, retriable={"ResourceInUseException"}, fatal={"ResourceNotFoundException"}
+)
 
 
 async def ensure_stream_consumer(client: Any, stream_name: str, consumer_name: str) -> str:
@@ -32,7 +43,7 @@ async def ensure_stream_consumer(client: Any, stream_name: str, consumer_name: s
     try:
         desc = await client.describe_stream_consumer(StreamARN=stream_arn, ConsumerName=consumer_name)
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if error_code(e) != "ResourceNotFoundException":
             raise
         await client.register_stream_consumer(StreamARN=stream_arn, ConsumerName=consumer_name)
         desc = await client.describe_stream_consumer(StreamARN=stream_arn, ConsumerName=consumer_name)
@@ -52,12 +63,15 @@ class FanOutReader:
         shard_id: str,
         start: StartPosition,
         metrics: Metrics | None = None,
+        *,
+        retry: RetryPolicy = SUBSCRIBE_RETRY,
     ) -> None:
         self.client = client
         self.consumer_arn = consumer_arn
         self.shard_id = shard_id
         self._start = start
         self._metrics = metrics or Metrics()
+        self._retry = retry
         self._continuation: str | None = None
         self._events: Any = None
         self._ended = False
@@ -81,24 +95,36 @@ class FanOutReader:
         )
         self._events = resp["EventStream"].__aiter__()
 
+    async def _next_event(self) -> dict[str, Any]:
+        """The next event; a subscription that ended (after 5 minutes) is renewed at once."""
+        while True:
+            if self._events is None:
+                await self._subscribe()
+            try:
+                event: dict[str, Any] = await self._events.__anext__()
+                return event
+            except StopAsyncIteration:
+                self._events = None
+
+    def _on_retry(self, failed: FailedAttempt) -> None:
+        self._events = None
+        log.warning("SubscribeToShard failed (%s), retry in %.2f s", failed.error, failed.delay_s)
+
     async def next_batch(self, max_records: int) -> RecordBatch:
         """One SubscribeToShardEvent (``max_records`` does not apply: Kinesis pushes)."""
         if self._ended:
             return RecordBatch(self.shard_id, shard_ended=True)
-        backoff = Backoff(base_s=0.2, cap_s=5.0)
-        while True:
-            try:
-                if self._events is None:
-                    await self._subscribe()
-                event = await self._events.__anext__()
-                break
-            except StopAsyncIteration:
-                self._events = None  # the 5-minute subscription ended: resubscribe
-            except ClientError as e:
-                self._events = None
-                delay = backoff.next_delay()
-                log.warning("SubscribeToShard failed (%s), retry in %.2f s", e, delay)
-                await asyncio.sleep(delay)
+        try:
+            event = await retry_async(
+                self._next_event,
+                policy=self._retry,
+                classify=classify_subscribe,
+                on_retry=self._on_retry,
+            )
+        except (ClientError, BotoCoreError) as e:
+            if classify_subscribe(e) is ErrorClass.FATAL:
+                raise FatalError(f"shard {self.shard_id} of {self.consumer_arn}: {e}") from e
+            raise
         ev = event.get("SubscribeToShardEvent", {})
         records = [
             ShardRecord(

@@ -2,14 +2,17 @@
 
 - Iterators are taken lazily from the start position (TRIM_HORIZON or after the checkpoint)
   and renewed after the last record read when they expire.
-- Throttling (ProvisionedThroughputExceededException, LimitExceededException) and transient
-  network errors back off (capped, jittered) and try again: the reader never skips data.
+- What is retried is gorse_cdc.retry's classification (throttling, 5xx, connection errors,
+  timeouts), with capped full-jitter backoff, until it works: the reader never skips data.
+  A network error also renews the iterator; throttling is counted per shard.
+- ResourceNotFoundException (the stream or shard is gone) and the other FATAL AWS errors
+  (credentials, authorization) raise FatalError; other errors propagate as they are.
 - The end of a closed shard is a batch with ``shard_ended`` (NextShardIterator is null).
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,18 +20,26 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumers.backoff import Backoff
 from consumers.metrics import Metrics
 from consumers.records import RecordBatch, ShardRecord
 from gorse_cdc.errors import FatalError
+from gorse_cdc.retry import (
+    THROTTLING_CODES,
+    ErrorClass,
+    FailedAttempt,
+    RetryPolicy,
+    classify,
+    error_code,
+    retry_async,
+)
 
 log = logging.getLogger(__name__)
 
-THROTTLED = frozenset({"ProvisionedThroughputExceededException", "LimitExceededException"})
-TRANSIENT = frozenset({"InternalFailure", "ServiceUnavailable", "KMSThrottlingException"})
 ShardIteratorType = Literal[
     "TRIM_HORIZON", "LATEST", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "AT_TIMESTAMP"
 ]
+READ_RETRY = RetryPolicy(base_s=0.2, cap_s=5.0)  # no limit: a reader never skips data
+classify_read = functools.partial(classify, fatal={"ResourceNotFoundException"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +70,6 @@ class StartPosition:
         return kw
 
 
-def _code(e: ClientError) -> str:
-    return str(e.response.get("Error", {}).get("Code", ""))
-
-
 class ShardReader:
     def __init__(
         self,
@@ -71,12 +78,15 @@ class ShardReader:
         shard_id: str,
         start: StartPosition,
         metrics: Metrics | None = None,
+        *,
+        retry: RetryPolicy = READ_RETRY,
     ) -> None:
         self.client = client
         self.stream_name = stream_name
         self.shard_id = shard_id
         self._start = start
         self._metrics = metrics or Metrics()
+        self._retry = retry
         self._iterator: str | None = None
         self._last_read: str | None = None
         self._ended = False
@@ -92,38 +102,48 @@ class ShardReader:
         )
         self._iterator = resp["ShardIterator"]
 
+    async def _get_records(self, max_records: int) -> dict[str, Any]:
+        """One GetRecords call; an expired iterator is renewed after the last record read and
+        the call made again at once (no backoff: nothing failed)."""
+        while True:
+            if self._iterator is None:
+                await self._renew_iterator()
+            try:
+                resp: dict[str, Any] = await self.client.get_records(
+                    ShardIterator=self._iterator, Limit=max_records
+                )
+                return resp
+            except ClientError as e:
+                if error_code(e) != "ExpiredIteratorException":
+                    raise
+                log.info("iterator expired; renewing", extra={"shard": self.shard_id})
+                self._iterator = None
+
+    def _on_retry(self, failed: FailedAttempt) -> None:
+        extra = {"shard": self.shard_id}
+        if not isinstance(failed.error, ClientError):  # a network error: renew the iterator too
+            log.warning("GetRecords failed (%s), retry in %.2f s", failed.error, failed.delay_s, extra=extra)
+            self._iterator = None
+            return
+        code = error_code(failed.error)
+        if code in THROTTLING_CODES:
+            self._metrics.throttles.labels(self.shard_id).inc()
+        log.warning("GetRecords %s, retry in %.2f s", code, failed.delay_s, extra=extra)
+
     async def next_batch(self, max_records: int) -> RecordBatch:
         if self._ended:
             return RecordBatch(self.shard_id, shard_ended=True)
-        backoff = Backoff(base_s=0.2, cap_s=5.0)
-        while True:
-            try:
-                if self._iterator is None:
-                    await self._renew_iterator()
-                resp = await self.client.get_records(ShardIterator=self._iterator, Limit=max_records)
-                break
-            except ClientError as e:
-                code = _code(e)
-                if code == "ExpiredIteratorException":
-                    log.info("iterator expired; renewing", extra={"shard": self.shard_id})
-                    self._iterator = None
-                    continue
-                if code in THROTTLED:
-                    self._metrics.throttles.labels(self.shard_id).inc()
-                elif code not in TRANSIENT:
-                    if code == "ResourceNotFoundException":
-                        raise FatalError(f"shard {self.shard_id} of {self.stream_name}: {e}") from e
-                    raise
-                delay = backoff.next_delay()
-                log.warning("GetRecords %s, retry in %.2f s", code, delay, extra={"shard": self.shard_id})
-                await asyncio.sleep(delay)
-            except (BotoCoreError, OSError) as e:
-                delay = backoff.next_delay()
-                log.warning(
-                    "GetRecords failed (%s), retry in %.2f s", e, delay, extra={"shard": self.shard_id}
-                )
-                self._iterator = None
-                await asyncio.sleep(delay)
+        try:
+            resp = await retry_async(
+                lambda: self._get_records(max_records),
+                policy=self._retry,
+                classify=classify_read,
+                on_retry=self._on_retry,
+            )
+        except (ClientError, BotoCoreError) as e:
+            if classify_read(e) is ErrorClass.FATAL:
+                raise FatalError(f"shard {self.shard_id} of {self.stream_name}: {e}") from e
+            raise
         records = [
             ShardRecord(
                 self.shard_id,

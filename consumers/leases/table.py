@@ -17,10 +17,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumers.leases.lease import SHARD_END, Lease, LeaseLostError
+from gorse_cdc.retry import error_code
 
 
 def _conditional_failed(e: ClientError) -> bool:
-    return e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return error_code(e) == "ConditionalCheckFailedException"
 
 
 class LeaseTable:
@@ -32,7 +33,7 @@ class LeaseTable:
         try:
             desc = await self.client.describe_table(TableName=self.name)
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            if error_code(e) != "ResourceNotFoundException":
                 raise
             try:
                 await self.client.create_table(
@@ -42,7 +43,7 @@ class LeaseTable:
                     BillingMode="PAY_PER_REQUEST",
                 )
             except ClientError as e2:
-                if e2.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                if error_code(e2) != "ResourceInUseException":
                     raise
             desc = await self.client.describe_table(TableName=self.name)
         loop = asyncio.get_running_loop()

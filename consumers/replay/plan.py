@@ -1,5 +1,5 @@
 """Pure parts of a replay: where to start and stop, what to keep, in which order shards run,
-how fast, and the running totals. No I/O."""
+and the running totals (how fast: gorse_cdc.retry.RateLimiter). No I/O."""
 
 from __future__ import annotations
 
@@ -82,26 +82,6 @@ def shard_waves(shards: Iterable[ShardInfo], chosen: set[str] | None = None) -> 
         done.update(ready)
         remaining -= set(ready)
     return waves
-
-
-class RateLimiter:
-    """Token bucket in records/s (0 = unlimited). ``delay(n)`` says how long to wait before
-    ``n`` more records may go; the caller sleeps. Bursts up to one second's worth."""
-
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = per_second
-        self._clock = clock
-        self._tokens = per_second
-        self._at = clock()
-
-    def delay(self, n: int) -> float:
-        if self.rate <= 0:
-            return 0.0
-        now = self._clock()
-        self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        self._tokens -= n
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
 
 class CatchUpEta:

@@ -22,11 +22,12 @@ from consumers.protocols import Applier, CheckpointStore
 from consumers.records import ShardRecord
 from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
 from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
-from consumers.replay.plan import RateLimiter, RecordFilter, ReplaySummary, StopPoint, shard_waves
+from consumers.replay.plan import RecordFilter, ReplaySummary, StopPoint, shard_waves
 from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
 from consumers.replay.shards import BoundedSource, FilteredApplier, NoCheckpoints
 from consumers.shard_worker import ShardState, ShardWorker
 from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, open_clients
+from gorse_cdc.retry import RateLimiter
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ class Replay:
         self.settings = settings
         self.job = job or settings.replay.job
         self.dry_run = dry_run
-        self.limiter = RateLimiter(settings.replay.max_records_per_s if rate is None else rate)
+        # records/s, 0 = unlimited; an idle replay may pass one second's worth at once
+        self.limiter = RateLimiter(settings.replay.max_records_per_s if rate is None else rate, burst_s=1.0)
         self.filter = record_filter or RecordFilter()
         self.progress = progress and sys.stderr.isatty()
         self.summary = ReplaySummary()

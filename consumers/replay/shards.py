@@ -5,7 +5,6 @@ the live consumer; only these seams differ."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,7 +12,8 @@ from typing import Any
 from consumers.pipeline import BatchOutcome
 from consumers.protocols import Applier, EndReason, RecordSource
 from consumers.records import RecordBatch, ShardRecord
-from consumers.replay.plan import CatchUpEta, RateLimiter, RecordFilter, ReplaySummary, StopPoint
+from consumers.replay.plan import CatchUpEta, RecordFilter, ReplaySummary, StopPoint
+from gorse_cdc.retry import RateLimiter
 
 
 class NoCheckpoints:
@@ -99,9 +99,7 @@ class FilteredApplier:
         if records:
             shard = self.label or records[0].shard_id
             s.shards[shard] = s.shards.get(shard, 0) + len(records)
-        delay = self.limiter.delay(len(kept))
-        if delay:
-            await asyncio.sleep(delay)
+        await self.limiter.acquire(len(kept))
         outcome = await self.inner.apply(kept, should_stop)
         s.applied += outcome.applied
         s.skipped += outcome.skipped

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from gorse_cdc.retry import error_code
 from gorse_cdc.settings import Settings
 
 
@@ -23,7 +24,7 @@ def ensure_stream(settings: Settings, name: str | None = None, shards: int | Non
     try:
         client.create_stream(StreamName=name, ShardCount=shards or settings.kinesis.shard_count)
     except ClientError as e:
-        if e.response["Error"]["Code"] != "ResourceInUseException":
+        if error_code(e) != "ResourceInUseException":
             raise
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -39,7 +40,7 @@ def ensure_bucket(settings: Settings) -> str:
     try:
         s3.create_bucket(Bucket=settings.s3.bucket)
     except ClientError as e:
-        if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+        if error_code(e) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
     return settings.s3.bucket
 

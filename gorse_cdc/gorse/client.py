@@ -3,7 +3,8 @@
 - Feedback is written with PUT (overwrite), never POST: Gorse 0.5 adds Value on conflict for
   POST, so a replayed POST would inflate it. PUT makes every write idempotent.
 - Retriable: connection errors, timeouts, 429, 5xx (including SQLite's "database is locked").
-  Permanent: every other 4xx, with Gorse's message.
+  Permanent: every other 4xx, with Gorse's message. The status -> error mapping is the one
+  table gorse_cdc.retry.STATUS_CLASS.
 - Entities are validated (IDs, labels) when they are built, so bad input is refused before
   any request is sent.
 - The API key travels only in the X-API-Key header; it is never in a repr, a log line or an
@@ -21,8 +22,9 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from gorse_cdc.errors import GorsePermanentError, GorseRetriableError
+from gorse_cdc.errors import GorseFatalError, GorsePermanentError, GorseRequestError, GorseRetriableError
 from gorse_cdc.gorse.models import Feedback, Item, User, validate_id
+from gorse_cdc.retry import ErrorClass, status_class
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,6 +33,19 @@ LatencyObserver = Callable[[str, float], None]
 
 def _seg(kind: str, value: str) -> str:
     return quote(validate_id(kind, value), safe="")
+
+
+def status_error(
+    method: str, path: str, status: int, message: str, retry_after: str | None = None
+) -> GorseRequestError:
+    """The typed error for an HTTP error status, by gorse_cdc.retry.STATUS_CLASS."""
+    cls = status_class(status)
+    if cls is ErrorClass.RETRIABLE:
+        after = float(retry_after) if retry_after and retry_after.isdigit() else None
+        return GorseRetriableError(method, path, status, message, after)
+    if cls is ErrorClass.FATAL:
+        return GorseFatalError(method, path, status, message)
+    return GorsePermanentError(method, path, status, message)
 
 
 def chunks(rows: Sequence[T], size: int) -> Iterable[Sequence[T]]:
@@ -129,10 +144,7 @@ class GorseClient:
                 self._observe(method, time.perf_counter() - started)
         if status >= 400:
             message = payload.decode("utf-8", "replace").strip()[:500]
-            if status == 429 or status >= 500:
-                after = float(retry_after) if retry_after and retry_after.isdigit() else None
-                raise GorseRetriableError(method, path, status, message, after)
-            raise GorsePermanentError(method, path, status, message)
+            raise status_error(method, path, status, message, retry_after)
         if raw:
             return payload
         return orjson.loads(payload) if payload else None
@@ -251,9 +263,7 @@ class GorseClient:
             async with session.get(self._base + path, timeout=aiohttp.ClientTimeout(total=None)) as resp:
                 if resp.status >= 400:
                     message = (await resp.read()).decode("utf-8", "replace").strip()[:500]
-                    if resp.status == 429 or resp.status >= 500:
-                        raise GorseRetriableError("GET", path, resp.status, message)
-                    raise GorsePermanentError("GET", path, resp.status, message)
+                    raise status_error("GET", path, resp.status, message, resp.headers.get("Retry-After"))
                 rest = b""
                 async for chunk in resp.content.iter_chunked(chunk_bytes):
                     lines = (rest + chunk).split(b"\n")

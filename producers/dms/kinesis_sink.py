@@ -1,7 +1,14 @@
-"""The Kinesis target: PutRecords in order, retrying per kinesis_batch's rule until accepted."""
+"""The Kinesis target: PutRecords in order, retrying per kinesis_batch's rule until accepted.
+
+Retries follow gorse_cdc.retry (what is retriable; capped full-jitter backoff, no limit in
+attempts). A partial failure is retriable too: only what kinesis_batch.to_resend says is sent
+again. A failure that no retry can cure (missing stream, access, validation) raises
+FatalError: the producer has no dead-letter store and must not acknowledge the slot past it.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -11,13 +18,23 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gorse_cdc.errors import FatalError
+from gorse_cdc.errors import FatalError, RetriableError
+from gorse_cdc.retry import FailedAttempt, RetryPolicy, classify, error_code, retry_sync
 from gorse_cdc.settings import Settings
 from producers.dms import metrics
 from producers.dms.kinesis_batch import Entry, check_size, chunks, to_resend
 
 log = logging.getLogger(__name__)
-FATAL_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "ValidationException"})
+classify_put = functools.partial(classify, fatal={"ResourceNotFoundException"})
+
+
+class PartialFailure(RetriableError):
+    """Kinesis refused ``failed`` of the ``sent`` entries of one PutRecords call."""
+
+    def __init__(self, failed: int, sent: int) -> None:
+        super().__init__(f"PutRecords: {failed} of {sent} entries failed")
+        self.failed = failed
+        self.sent = sent
 
 
 class KinesisSink:
@@ -37,7 +54,7 @@ class KinesisSink:
             **settings.aws_client_kwargs("kinesis"),
         )
         self.sleep = sleep
-        self.max_backoff_s = max_backoff_s
+        self.retry = RetryPolicy(base_s=0.1, cap_s=max_backoff_s)
         self.pending: list[Entry] = []
         self.sent = 0
 
@@ -56,29 +73,31 @@ class KinesisSink:
         return n
 
     def _put(self, batch: list[Entry]) -> None:
-        attempt = 0
-        while batch:
-            try:
-                resp = self.client.put_records(
-                    StreamName=self.stream,
-                    Records=[{"Data": e.data, "PartitionKey": e.partition_key} for e in batch],
-                )
-            except ClientError as e:
-                code = e.response.get("Error", {}).get("Code", "")
-                if code in FATAL_CODES:
-                    raise FatalError(f"Kinesis PutRecords on {self.stream}: {code}: {e}") from None
-                failed = [True] * len(batch)
-                log.warning("PutRecords failed (%s), retrying %d records", code, len(batch))
-            except BotoCoreError as e:
-                failed = [True] * len(batch)
-                log.warning("PutRecords failed (%s), retrying %d records", e, len(batch))
+        unsent = batch
+
+        def put() -> None:
+            nonlocal unsent
+            resp = self.client.put_records(
+                StreamName=self.stream,
+                Records=[{"Data": e.data, "PartitionKey": e.partition_key} for e in unsent],
+            )
+            failed = ["ErrorCode" in r for r in resp["Records"]]
+            metrics.KINESIS_RECORDS.inc(len(unsent) - sum(failed))
+            if any(failed):
+                sent, unsent = len(unsent), to_resend(unsent, failed)
+                raise PartialFailure(sum(failed), sent)
+
+        def on_retry(attempt: FailedAttempt) -> None:
+            e = attempt.error
+            if isinstance(e, PartialFailure):
+                log.info("PutRecords: %d of %d entries failed, resending", e.failed, e.sent)
+                metrics.KINESIS_RETRIES.inc(e.failed)
             else:
-                failed = ["ErrorCode" in r for r in resp["Records"]]
-                metrics.KINESIS_RECORDS.inc(len(batch) - sum(failed))
-                if not any(failed):
-                    return
-                log.info("PutRecords: %d of %d entries failed, resending", sum(failed), len(batch))
-            metrics.KINESIS_RETRIES.inc(sum(failed))
-            batch = to_resend(batch, failed)
-            attempt += 1
-            self.sleep(min(self.max_backoff_s, 0.05 * 2 ** min(attempt, 8)))
+                log.warning("PutRecords failed (%s), retrying %d records", error_code(e) or e, len(unsent))
+                metrics.KINESIS_RETRIES.inc(len(unsent))
+
+        try:
+            retry_sync(put, policy=self.retry, classify=classify_put, on_retry=on_retry, sleep=self.sleep)
+        except (ClientError, BotoCoreError) as e:
+            code = error_code(e) or type(e).__name__
+            raise FatalError(f"Kinesis PutRecords on {self.stream}: {code}: {e}") from None

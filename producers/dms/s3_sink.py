@@ -4,6 +4,8 @@ definitions a reader needs (DMS CSVs have no header) and the task's state object
 CDC rows are buffered for every table; flush() writes one file per table that has rows and
 returns only once S3 accepted them all. The runner acknowledges the slot only up to the last
 transaction that flush() covered, so a crash loses nothing (rows may be written twice).
+A put is retried under gorse_cdc.retry (capped full-jitter backoff, no limit in attempts)
+until S3 takes it; a failure no retry can cure (no bucket, no access) raises FatalError.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gorse_cdc.dms.s3files import (
 )
 from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
+from gorse_cdc.retry import FailedAttempt, RetryPolicy, error_code, retry_sync
 from gorse_cdc.settings import Settings
 from producers.dms import metrics
 from producers.dms.values import to_csv_value
@@ -37,6 +40,7 @@ from producers.dms.values import to_csv_value
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 LOAD_FILE_ROWS = 200_000  # a new LOAD file every this many rows (DMS splits by MaxFileSize)
+PUT_RETRY = RetryPolicy(base_s=0.2, cap_s=5.0)
 
 
 @dataclass
@@ -47,7 +51,13 @@ class _TableBuffer:
 
 
 class S3Sink:
-    def __init__(self, settings: Settings, client: Any = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: Any = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         s = settings.s3
         self.bucket, self.prefix = s.bucket, s.prefix
         self.gzip = s.compression == "GZIP"
@@ -60,6 +70,7 @@ class S3Sink:
             "s3", config=Config(retries={"max_attempts": 3}), **settings.aws_client_kwargs("s3")
         )
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.sleep = sleep
         self.buffers: dict[tuple[str, str], _TableBuffer] = {}
         self.buffered_bytes = 0
         self.buffered_rows = 0
@@ -67,28 +78,26 @@ class S3Sink:
 
     # ---- plumbing --------------------------------------------------------------------------
     def put(self, key: str, body: bytes) -> None:
-        attempt = 0
-        while True:
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
-                return
-            except ClientError as e:
-                code = e.response.get("Error", {}).get("Code", "")
-                if code in ("NoSuchBucket", "AccessDenied"):
-                    raise FatalError(f"S3 put s3://{self.bucket}/{key}: {code}") from None
-                err: Exception = e
-            except BotoCoreError as e:
-                err = e
-            attempt += 1
-            log.warning("S3 put %s failed (%s), retry %d", key, err, attempt)
-            time.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+        def on_retry(failed: FailedAttempt) -> None:
+            log.warning("S3 put %s failed (%s), retry %d", key, failed.error, failed.number)
+
+        try:
+            retry_sync(
+                lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body),
+                policy=PUT_RETRY,
+                on_retry=on_retry,
+                sleep=self.sleep,
+            )
+        except (ClientError, BotoCoreError) as e:
+            code = error_code(e) or type(e).__name__
+            raise FatalError(f"S3 put s3://{self.bucket}/{key}: {code}") from None
 
     def get(self, key: str) -> bytes | None:
         try:
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             return body
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if error_code(e) in ("NoSuchKey", "404"):
                 return None
             raise
 

@@ -13,6 +13,7 @@ from consumers.records import ShardRecord
 from gorse_cdc.dms.record import DmsRecord, encode_record
 from gorse_cdc.errors import GorsePermanentError, GorseRetriableError
 from gorse_cdc.mapping import Mapper
+from gorse_cdc.retry import RetryPolicy
 
 
 class FakeSink:
@@ -82,7 +83,7 @@ async def test_undecodable_and_unknown_tables_are_dead_lettered_with_reasons() -
 async def test_retriable_failures_hold_progress_then_recover() -> None:
     sink = FakeSink(fail_times=2)
     applier = BatchApplier(Mapper(), sink, FakeLetters())
-    applier._backoff = lambda: __import__("consumers.backoff").backoff.Backoff(base_s=0.001, cap_s=0.002)
+    applier.retry = RetryPolicy(base_s=0.001, cap_s=0.002)
     outcome = await applier.apply([rating(1, 1, 1, 4)], lambda: False)
     assert outcome.applied == 1 and len(sink.plans) == 1
 

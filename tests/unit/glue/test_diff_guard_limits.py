@@ -5,9 +5,9 @@ import asyncio
 from glue.diff import changed_fields, diff_kind
 from glue.expected import KIND_SCHEMA, canon, key_json
 from glue.guard import Deferred, touched_by
-from glue.writes import RateLimiter
 from gorse_cdc.gorse import Feedback, User
 from gorse_cdc.mapping import Mapper
+from gorse_cdc.retry import RateLimiter
 
 
 def test_diff_classes_and_fields(spark) -> None:

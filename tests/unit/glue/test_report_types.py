@@ -36,9 +36,9 @@ from glue.report import (
     render,
 )
 from glue.vocabulary import DriftClass, ExitCode, Kind
-from glue.writes import RateLimiter
 from gorse_cdc.errors import GorsePermanentError
 from gorse_cdc.gorse import Item, User
+from gorse_cdc.retry import RateLimiter
 
 
 def _plain(value: Any) -> None:

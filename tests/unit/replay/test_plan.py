@@ -7,8 +7,9 @@ import pytest
 from consumers.kinesis.shards import ShardInfo
 from consumers.records import ShardRecord
 from consumers.replay.archive import format_position, parse_position
-from consumers.replay.plan import CatchUpEta, RateLimiter, RecordFilter, StopPoint, shard_waves
+from consumers.replay.plan import CatchUpEta, RecordFilter, StopPoint, shard_waves
 from gorse_cdc.dms.record import DmsRecord, encode_record
+from gorse_cdc.retry import RateLimiter
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -56,7 +57,7 @@ def test_record_filter() -> None:
 
 def test_rate_limiter() -> None:
     now = [0.0]
-    lim = RateLimiter(100, clock=lambda: now[0])
+    lim = RateLimiter(100, burst_s=1.0, clock=lambda: now[0])  # as the replay runner builds it
     assert lim.delay(100) == 0.0  # one second's burst
     assert lim.delay(50) == pytest.approx(0.5)
     now[0] += 1.0

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from consumers.kinesis.pacing import PollPacer
 from consumers.metrics import Metrics
-from consumers.replay.plan import RateLimiter, RecordFilter, ReplaySummary, StopPoint
+from consumers.replay.plan import RecordFilter, ReplaySummary, StopPoint
 from consumers.replay.shards import BoundedSource, FilteredApplier, NoCheckpoints
 from consumers.shard_worker import ShardState, ShardWorker
+from gorse_cdc.retry import RateLimiter
 from tests.unit.consumers.fakes import InMemoryStream, RecordingApplier, RecordingCheckpoints
 
 METRICS = Metrics()
