@@ -1,5 +1,6 @@
 """The operations endpoint: /metrics (Prometheus), /healthz (the process is alive) and
-/readyz (holds leases or is balancing, and Gorse is reachable)."""
+/readyz (holds leases or is balancing, Gorse is reachable, and writes are not blocked by the
+pipeline itself: a wrong key, a wrong URL, TLS)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ class HealthServer:
         gorse_ok: Callable[[], Awaitable[bool]],
         host: str = "127.0.0.1",  # containers pass 0.0.0.0 (settings.consumer.metrics_host)
         port: int = 9108,
+        blocked: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.metrics = metrics
+        self.blocked = blocked
         self.is_balancing = is_balancing
         self.gorse_ok = gorse_ok
         self.host = host
@@ -49,8 +52,9 @@ class HealthServer:
             ok = await self.gorse_ok()
             self._gorse_checked = (time.monotonic(), ok)
         balancing = self.is_balancing()
-        status = 200 if ok and balancing else 503
-        return web.json_response({"gorse": ok, "leases": balancing}, status=status)
+        blocked = self.blocked()
+        status = 200 if ok and balancing and blocked is None else 503
+        return web.json_response({"gorse": ok, "leases": balancing, "blocked": blocked}, status=status)
 
     async def start(self) -> None:
         app = web.Application()

@@ -52,6 +52,23 @@ class Metrics:
             f"{PREFIX}_kinesis_throttles", "ProvisionedThroughputExceeded on reads", ["shard"], registry=r
         )
         self.checkpoints = Counter(f"{PREFIX}_checkpoints", "checkpoints written", ["shard"], registry=r)
+        self.pipeline_blocked = Gauge(
+            f"{PREFIX}_pipeline_blocked",
+            "1 while writes cannot progress because of the pipeline itself (alert on it)",
+            registry=r,
+        )
+        self.pipeline_errors = Counter(
+            f"{PREFIX}_pipeline_errors",
+            "failed writes that are the pipeline's fault: auth, routing, payload_too_large, connectivity",
+            ["reason"],
+            registry=r,
+        )
+        self.destructive_control_records = Counter(
+            f"{PREFIX}_destructive_control_records",
+            "DMS drop-table / truncate control records: Gorse is not changed; reconcile (alert on it)",
+            ["operation", "table"],
+            registry=r,
+        )
 
     def observe_gorse(self, method: str, seconds: float) -> None:
         self.gorse_latency.labels(method).observe(seconds)

@@ -26,14 +26,36 @@ from consumers.metrics import Metrics
 from consumers.protocols import DeadLetterStore, Sink
 from consumers.records import ShardRecord
 from gorse_cdc.dms.record import decode_record
-from gorse_cdc.errors import PermanentRecordError
+from gorse_cdc.errors import GorseFatalError, GorseRetriableError, PermanentRecordError
 from gorse_cdc.mapping import Mapper
 from gorse_cdc.mapping.ops import Operation
-from gorse_cdc.retry import FailedAttempt, RetryPolicy, retry_async
+from gorse_cdc.retry import ErrorClass, FailedAttempt, RetryPolicy, classify, retry_async
 
 log = logging.getLogger(__name__)
+DESTRUCTIVE_CONTROL = frozenset({"drop-table", "truncate-table", "truncate"})
 WRITE_RETRY = RetryPolicy(base_s=0.1, cap_s=10.0)  # no limit: progress holds until it applies
 STOP_CHECK_S = 0.1  # how often a backoff pause looks at should_stop
+
+
+def blocking_reason(error: BaseException) -> str | None:
+    """Why a failure is the pipeline's own (auth, routing, payload limit, connectivity or TLS),
+    as a bounded metric label; None for a failure that is Gorse being busy (429, 5xx)."""
+    if isinstance(error, GorseFatalError):
+        return {401: "auth", 403: "auth", 404: "routing", 413: "payload_too_large"}.get(
+            error.status or 0, "misconfigured"
+        )
+    if isinstance(error, GorseRetriableError) and error.status is None:
+        return "connectivity"  # refused, reset, TLS handshake, timeout: nothing came back
+    return None
+
+
+def classify_write(error: BaseException) -> ErrorClass:
+    """The shared classification, except that a failure of the pipeline itself holds progress
+    (retried, alerting) instead of failing the shard: it is fixed by an operator (a key, a URL,
+    a certificate), and no record is at fault, so none may be dead-lettered."""
+    if isinstance(error, GorseFatalError):
+        return ErrorClass.RETRIABLE
+    return classify(error)
 
 
 class Stopped(Exception):
@@ -83,6 +105,7 @@ class BatchApplier:
         self.metrics = metrics or Metrics()
         self.source_name = source_name
         self.retry = retry
+        self.blocked: str | None = None  # why writes cannot progress (readyz says so)
 
     # ---- decode and map (pure) -----------------------------------------------------------
     def decode(self, records: Sequence[ShardRecord]) -> tuple[list[Decoded], BatchOutcome]:
@@ -96,6 +119,8 @@ class BatchApplier:
                 if not dms.is_data:
                     self.metrics.records_skipped.labels(dms.operation).inc()
                     outcome.skipped += 1
+                    if dms.operation in DESTRUCTIVE_CONTROL:
+                        self._destructive(rec, str(dms.operation), dms.table or "")
                     continue
                 ops = self.mapper.map_change(dms.table, dms.operation, dms.data, dms.before_image)
             except PermanentRecordError as e:
@@ -118,6 +143,18 @@ class BatchApplier:
             operation,
             self.source_name,
             datetime.now(UTC),
+        )
+
+    def _destructive(self, rec: ShardRecord, operation: str, table: str) -> None:
+        """DROP TABLE / TRUNCATE in the source: Gorse is left as it is (a mass delete from one
+        control record is not the stream's call); an operator decides, then the reconcile."""
+        self.metrics.destructive_control_records.labels(operation, table).inc()
+        log.error(
+            "%s of table %s in the source: Gorse is NOT changed; run the reconcile once the "
+            "source is as intended (gorse-cdc reconcile --dry-run first)",
+            operation,
+            table,
+            extra={"event": "destructive_control", "shard": rec.shard_id, "sequence": rec.sequence_number},
         )
 
     # ---- apply -------------------------------------------------------------------------------
@@ -183,6 +220,26 @@ class BatchApplier:
 
         def on_retry(failed: FailedAttempt) -> None:
             self.metrics.gorse_retries.inc()
-            log.warning("retriable failure, retrying in %.2f s: %s", failed.delay_s, failed.error)
+            reason = blocking_reason(failed.error)
+            if reason is None:
+                log.warning("retriable failure, retrying in %.2f s: %s", failed.delay_s, failed.error)
+                return
+            first = self.blocked is None
+            self.blocked = reason
+            self.metrics.pipeline_blocked.set(1)
+            self.metrics.pipeline_errors.labels(reason).inc()
+            if first or failed.number % 20 == 0:
+                log.error(
+                    "pipeline blocked (%s): %s; nothing is applied, dead-lettered or checkpointed "
+                    "until it is fixed (retrying in %.1f s)",
+                    reason,
+                    failed.error,
+                    failed.delay_s,
+                    extra={"event": "pipeline_blocked", "reason": reason},
+                )
 
-        await retry_async(attempt, policy=self.retry, on_retry=on_retry, sleep=pause)
+        await retry_async(attempt, policy=self.retry, classify=classify_write, on_retry=on_retry, sleep=pause)
+        if self.blocked is not None:
+            log.info("pipeline unblocked (was: %s)", self.blocked, extra={"event": "pipeline_unblocked"})
+            self.blocked = None
+            self.metrics.pipeline_blocked.set(0)

@@ -56,6 +56,7 @@ class ConsumerParts:
     applier: Applier
     gorse_ready: Callable[[], Awaitable[bool]] = _always_ready
     on_shards_taken: Callable[[], None] = lambda: None  # forget what other workers may change
+    blocked: Callable[[], str | None] = lambda: None  # why writes cannot progress, if they cannot
     clock: Callable[[], float] = time.monotonic
 
 
@@ -89,6 +90,7 @@ class Consumer:
                     self.parts.gorse_ready,
                     host=self.settings.consumer.metrics_host,
                     port=port,
+                    blocked=self.parts.blocked,
                 )
                 await health.start()
                 stack.push_async_callback(health.stop)

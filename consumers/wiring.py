@@ -142,5 +142,6 @@ async def open_consumer(settings: Settings, metrics: Metrics | None = None) -> A
             applier=applier,
             gorse_ready=gorse_ready,
             on_shards_taken=sink.liked.forget,
+            blocked=lambda: applier.blocked,
         )
         yield Consumer(s, parts, metrics=metrics)

@@ -35,11 +35,20 @@ def _seg(kind: str, value: str) -> str:
     return quote(validate_id(kind, value), safe="")
 
 
+# routes that name no entity: a 404 there is never about one record
+COLLECTION_ROUTES = frozenset(
+    {"/api/users", "/api/items", "/api/feedback", "/api/health/ready", "/api/health/live", "/api/bulk"}
+)
+
+
 def status_error(
     method: str, path: str, status: int, message: str, retry_after: str | None = None
 ) -> GorseRequestError:
-    """The typed error for an HTTP error status, by gorse_cdc.retry.STATUS_CLASS."""
+    """The typed error for an HTTP error status, by gorse_cdc.retry.STATUS_CLASS. A 404 from a
+    collection route (no entity in the path) means the URL or the routing is wrong: fatal."""
     cls = status_class(status)
+    if status == 404 and path.split("?", 1)[0].rstrip("/") in COLLECTION_ROUTES:
+        cls = ErrorClass.FATAL
     if cls is ErrorClass.RETRIABLE:
         after = float(retry_after) if retry_after and retry_after.isdigit() else None
         return GorseRetriableError(method, path, status, message, after)

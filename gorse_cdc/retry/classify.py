@@ -39,12 +39,15 @@ class ErrorClass(enum.Enum):
 
 
 # HTTP statuses with a class of their own; every other 5xx is RETRIABLE and every other 4xx
-# PERMANENT. 401/403 dead-letter Gorse writes today (tests assert 401 -> GorsePermanentError);
-# 408 is PERMANENT for the same reason. Change a line here to change every caller.
+# PERMANENT (a request whose content Gorse refuses: the record dead-letters). Statuses that say
+# the pipeline itself is wrong, not one record, are FATAL: they stop progress and alert, never
+# dead-letter (401/403 a wrong or rotated key, 413 a batch larger than the server takes). 408
+# is the server giving up waiting: retry. Change a line here to change every caller.
 STATUS_CLASS: dict[int, ErrorClass] = {
-    401: ErrorClass.PERMANENT,
-    403: ErrorClass.PERMANENT,
-    408: ErrorClass.PERMANENT,
+    401: ErrorClass.FATAL,
+    403: ErrorClass.FATAL,
+    408: ErrorClass.RETRIABLE,
+    413: ErrorClass.FATAL,
     429: ErrorClass.RETRIABLE,
 }
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gorse_cdc.errors import GorsePermanentError
+from gorse_cdc.errors import GorseFatalError, GorsePermanentError
 from gorse_cdc.gorse import Feedback, GorseClient, Item, User
 from gorse_cdc.settings import Settings
 
@@ -135,9 +135,9 @@ async def test_permanent_error_carries_gorse_message_not_key(client: GorseClient
     assert key not in str(info.value) and key not in repr(client)
 
 
-async def test_wrong_api_key_is_permanent(settings: Settings) -> None:
+async def test_wrong_api_key_is_the_pipelines_fault_not_a_records(settings: Settings) -> None:
     async with GorseClient(settings.gorse_url, "not-the-key") as c:
-        with pytest.raises(GorsePermanentError) as info:
+        with pytest.raises(GorseFatalError) as info:
             await c.upsert_users([User("u")])
     assert info.value.status == 401
     assert "not-the-key" not in str(info.value)

@@ -91,7 +91,7 @@ def test_other_errors(exc: Exception, expected: ErrorClass) -> None:
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(400, P), (404, P), (401, P), (403, P), (408, P), (429, R), (500, R), (503, R), (599, R)],
+    [(400, P), (404, P), (401, F), (403, F), (413, F), (408, R), (429, R), (500, R), (503, R), (599, R)],
 )
 def test_http_status_table(status: int, expected: ErrorClass) -> None:
     assert status_class(status) is expected
@@ -100,10 +100,16 @@ def test_http_status_table(status: int, expected: ErrorClass) -> None:
 def test_gorse_errors_follow_the_status_table(monkeypatch: pytest.MonkeyPatch) -> None:
     retriable = status_error("PUT", "/api/feedback", 429, "slow down", "7")
     assert isinstance(retriable, GorseRetriableError) and retriable.retry_after_s == 7.0
-    assert isinstance(status_error("POST", "/api/users", 401, "no key"), GorsePermanentError)
-    monkeypatch.setitem(STATUS_CLASS, 401, ErrorClass.FATAL)  # one line changes every caller
     assert isinstance(status_error("POST", "/api/users", 401, "no key"), GorseFatalError)
-    assert classify(aws_error("SomethingNew", 401)) is F
+    monkeypatch.setitem(STATUS_CLASS, 401, ErrorClass.PERMANENT)  # one line changes every caller
+    assert isinstance(status_error("POST", "/api/users", 401, "no key"), GorsePermanentError)
+    assert classify(aws_error("SomethingNew", 401)) is P
+
+
+def test_a_404_names_a_record_only_on_an_entity_route() -> None:
+    assert isinstance(status_error("DELETE", "/api/user/42", 404, "gone"), GorsePermanentError)
+    assert isinstance(status_error("POST", "/api/users", 404, "no route"), GorseFatalError)
+    assert isinstance(status_error("PUT", "/api/feedback/", 404, "no route"), GorseFatalError)
 
 
 def test_error_code_and_status() -> None:
