@@ -32,9 +32,12 @@ async def test_a_wrong_key_then_the_right_one_loses_nothing_and_dead_letters_not
     metrics = Metrics()
     async with running_consumer(wrong, metrics_port=port, metrics=metrics), aiohttp.ClientSession() as http:
         ready: dict[str, object] = {}
-        for _ in range(100):
-            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                ready = {"status": resp.status, **(await resp.json())}
+        for _ in range(150):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                    ready = {"status": resp.status, **(await resp.json())}
+            except aiohttp.ClientConnectionError:
+                pass  # the endpoint starts once the lease table is there
             if ready.get("blocked") == "auth":
                 break
             await asyncio.sleep(0.2)
