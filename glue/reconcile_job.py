@@ -164,10 +164,11 @@ def dsn_from_secret(secret_id: str, settings: Settings) -> str:
 
     sm = boto3.client("secretsmanager", **settings.aws_client_kwargs("secretsmanager"))
     value: str = sm.get_secret_value(SecretId=secret_id)["SecretString"]
-    return dsn_of(value, secret_id)
+    return dsn_of(value, secret_id, settings.source.database)
 
 
-def dsn_of(value: str, secret_id: str) -> str:
+def dsn_of(value: str, secret_id: str, database: str = "ott") -> str:
+    """A DSN from a secret's value; an RDS-style secret without dbname uses ``database``."""
     import orjson
 
     if not value.lstrip().startswith("{"):
@@ -183,7 +184,7 @@ def dsn_of(value: str, secret_id: str) -> str:
         return make_conninfo(
             host=str(doc["host"]),
             port=str(doc.get("port", 5432)),
-            dbname=str(doc.get("dbname") or doc.get("database") or "postgres"),
+            dbname=str(doc.get("dbname") or doc.get("database") or database),
             user=str(doc["username"]),
             password=str(doc["password"]),
             sslmode=str(doc.get("sslmode", "require")),

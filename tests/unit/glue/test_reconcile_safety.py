@@ -297,3 +297,5 @@ def test_glue_safety_arguments_and_source_dsn_secret() -> None:
         '{"username": "u", "password": "p w", "host": "db.internal", "port": 5432, "dbname": "ott"}', "s"
     )
     assert "host=db.internal" in rds and "dbname=ott" in rds and "sslmode=require" in rds
+    dms_user = dsn_of('{"username": "u", "password": "p", "host": "h", "port": 5432}', "s", "films")
+    assert "dbname=films" in dms_user and "port=5432" in dms_user
