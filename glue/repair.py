@@ -5,6 +5,9 @@ what it would write and writes nothing.
 Phase order keeps Gorse consistent while it runs: items and users first (feedback for them
 can then land), feedback puts, then deletes (feedback, users, items). A (user, item) holding
 both like and unlike shows up as one extra typed row: only the wrong type is deleted.
+Before each chunk the ``refresh`` hook (glue.guard.DeferralRefresh) may grow the deferred
+keys with changes that landed during the repair. glue.safety decides, before any chunk,
+whether the repair runs at all.
 """
 
 from __future__ import annotations
