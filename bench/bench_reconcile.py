@@ -85,7 +85,8 @@ def main() -> int:
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--skip-cold", action="store_true", help="only the steady run (Gorse must already match)")
     args = ap.parse_args()
-    base = Settings()
+    # the bench owns its Gorse: the cold run may delete most of what an earlier size left
+    base = Settings(reconcile={"force_deletes": True})
     spark = local_session(args.master, shuffle_partitions=4, driver_memory="3g")
     spark.sparkContext.setLogLevel("ERROR")
     phases = ["read_s3", "compute", "export_gorse", "diff", "repair"]

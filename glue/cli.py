@@ -19,13 +19,45 @@ writes (upsert users/items, PUT feedback, deletes). Writes a JSON drift report t
 s3://<bucket>/reports/ (or --report-dir) and prints it.
 
 It never fights the live stream: keys touched by CDC files that landed after the job's
-cut-off, and (without --source-check) feedback newer than the cut-off, are left to the
-consumer. With --source-check every drifted key is re-read from the source database before
-and after its write (the safe choice while ingest is running).
+cut-off (listed again before every repair chunk, at most every reconcile.relist_interval_s),
+and (without the source check) feedback newer than the cut-off, are left to the consumer.
+With the source check every drifted key is re-read from the source database before and
+after its write, so a key erased from the source is never written back.
+Source check default: ON when repairing and a source DSN is available (the local stack's
+PostgreSQL when local = true, or GORSE_CDC_SOURCE__DSN); OFF with --dry-run or without a DSN.
+--source-check / --no-source-check (or GORSE_CDC_RECONCILE__SOURCE_CHECK) decide explicitly;
+without it, run only when ingest is quiet.
+
+Safety: the repair is refused (exit 2, nothing written, "refused" in the report) when a
+table's LOAD files look partial (a gap in LOAD00000001.csv, LOAD00000002.csv ..., or fewer
+than the full load recorded), or when the deletes it plans for a kind exceed
+--max-delete-share of Gorse's rows of that kind (default 5 %, never below
+reconcile.delete_cap_min_rows rows). --force-deletes overrides both knowingly.
 
 Exit codes: 0 no drift, 1 drift repaired (or found, with --dry-run), 2 failure.
 Settings (bucket, prefix, Gorse URL and key, source DSN) come from GORSE_CDC_* variables.
 """
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def fold_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The CLI flags folded into the one Settings object (reconcile section)."""
+    update: dict[str, object] = {}
+    if args.source_check is not None:
+        update["source_check"] = args.source_check
+    if args.max_delete_share is not None:
+        update["max_delete_share"] = args.max_delete_share
+    if args.force_deletes:
+        update["force_deletes"] = True
+    if not update:
+        return settings
+    return settings.model_copy(update={"reconcile": settings.reconcile.model_copy(update=update)})
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,8 +79,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--source-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-read each drifted key from the source DB (settings.source) around its write "
+        "(default: on when repairing and a source DSN is available, off with --dry-run)",
+    )
+    p.add_argument(
+        "--max-delete-share",
+        type=_share,
+        default=None,
+        help="refuse the repair when planned deletes of a kind exceed this share of Gorse's rows "
+        "of that kind, 0 < share <= 1 (default: reconcile.max_delete_share, 0.05; 1 = no cap)",
+    )
+    p.add_argument(
+        "--force-deletes",
         action="store_true",
-        help="re-read each drifted key from the source DB (settings.source) around its write",
+        help="repair even when the delete cap or a partial LOAD folder would refuse it",
     )
     p.add_argument(
         "--report-dir", type=Path, help="write the JSON report here instead of s3://<bucket>/reports/"
@@ -73,12 +119,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         source_dir=args.source_dir,
         dry_run=args.dry_run,
         max_writes_per_s=args.max_writes_per_s,
-        source_check=args.source_check,
+        source_check=None,  # settings.reconcile.source_check (the flag folded in), else the default
         report_dir=args.report_dir,
         staging_dir=args.staging_dir,
         sample=args.sample,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
+    settings = fold_settings(args, settings)
     spark = local_session(args.spark_master, args.shuffle_partitions, args.driver_memory)
     try:
         return reconcile_and_print(spark, settings, options)

@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gorse_cdc.dms.s3files import S3FileName, classify_key, table_definition_key, table_prefix
+from gorse_cdc.dms.s3files import (
+    S3FileName,
+    classify_key,
+    state_key,
+    table_definition_key,
+    table_prefix,
+)
 from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
 
@@ -163,3 +169,27 @@ def newer_files(store: FileStore, prefix: str, schema: str, tf: TableFiles) -> l
         if name is not None and not name.is_load and name.key not in seen:
             out.append(name)
     return sorted(out)
+
+
+def load_counters(tf: TableFiles) -> tuple[int, ...]:
+    """The LOAD file counters read for ``tf`` (LOAD0000000A.csv -> 10)."""
+    return tuple(int(f.order, 16) for f in tf.files if f.is_load)
+
+
+def recorded_load_files(store: FileStore, prefix: str) -> dict[str, int]:
+    """LOAD file counts per "schema.table" that a full load recorded beside its files
+    (``_dms_state/<task>.json`` {"load_files": {...}}; the local DMS writes it, AWS DMS does
+    not). The newest record of a table wins; unreadable records are ignored."""
+    import orjson
+
+    out: dict[str, tuple[datetime, int]] = {}
+    for f in store.list(state_key(prefix, "x").rsplit("/", 1)[0] + "/"):
+        try:
+            doc = orjson.loads(store.read(f.key))
+            counts = (doc.get("load_files") or {}) if isinstance(doc, dict) else {}
+            for table, n in counts.items():
+                if isinstance(n, int) and (table not in out or out[table][0] < f.modified):
+                    out[table] = (f.modified, n)
+        except (OSError, ValueError):
+            continue
+    return {t: n for t, (_, n) in out.items()}

@@ -11,11 +11,17 @@ while Gorse is in fact *ahead* of the snapshot. Just before repairing, the job d
    time column to be the change's time.
 With --source-check the source database is re-read instead (glue.source_check), which closes
 the window between a commit and its CDC file landing in S3.
+
+The first listing is not enough for a long repair: ``DeferralRefresh`` lists the CDC folders
+again before each chunk of writes (at most every ``interval_s`` seconds) and adds what the new
+files touch, so a change that lands during the repair (a GDPR erasure above all: a D row
+defers its user or rating) is left to the stream too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,3 +76,35 @@ def touched_by(
                 into.pairs.add((ident[0], ident[1]))
             if o.liked_labels_of is not None:
                 into.users.add(o.liked_labels_of)
+
+
+Poll = Callable[["Deferred"], int]  # adds what CDC files newer than the last listing touch; files read
+
+
+class DeferralRefresh:
+    """Re-list before a chunk of repair writes, at most every ``interval_s`` seconds.
+
+    ``poll`` does the listing and reading (glue.job wires it to the store; tests to fakes)."""
+
+    def __init__(
+        self,
+        deferred: Deferred,
+        poll: Poll,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.deferred = deferred
+        self.poll = poll
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: float | None = clock()  # the job listed just before the repair started
+        self.listings = 0
+        self.files = 0
+
+    def before_chunk(self) -> None:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval_s:
+            return
+        self.files += self.poll(self.deferred)
+        self.listings += 1
+        self._last = self.clock()

@@ -39,13 +39,17 @@ from glue.files import (
     TableFiles,
     cutoff_of,
     discover,
+    load_counters,
     newer_files,
+    recorded_load_files,
 )
-from glue.guard import Deferred, touched_by
-from glue.repair import PHASES, Repairer
+from glue.guard import DeferralRefresh, Deferred, touched_by
+from glue.repair import PHASES, Repairer, RepairResult
 from glue.report import InvalidRow, InvalidRows, ReconcileReport, drift_section, render, report_key
+from glue.safety import LoadFolder, delete_cap, partial_loads
 from glue.vocabulary import DriftClass, ExitCode, Kind
 from glue.writes import GorseWriter
+from gorse_cdc.dms.s3files import table_prefix
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper, load_spec
 from gorse_cdc.retry import RateLimiter
@@ -60,7 +64,9 @@ class ReconcileOptions:
     source_dir: Path | None = None  # read DMS output from this folder instead of the bucket
     dry_run: bool = False
     max_writes_per_s: float | None = None
-    source_check: bool = False  # re-read drifted keys from the source DB around each write
+    # re-read drifted keys from the source DB around each write; None: settings.reconcile
+    # .source_check, and when that is None too: on when repairing with a source DSN available
+    source_check: bool | None = False
     report_dir: Path | None = None  # write the report here instead of s3://bucket/reports/
     staging_dir: Path | None = None  # where the Gorse export is staged (default: temp / S3)
     sample: int = 10
@@ -122,35 +128,106 @@ async def _export(settings: Settings, staging: Any, prefix: str) -> dict[Kind, E
         return {kind: await stage_export(client, kind, staging, prefix) for kind in KINDS}
 
 
+class CdcPoll:
+    """Lists the CDC folders again and defers what files not seen before touch (guard step 1),
+    plus the likers of a changed item (their liked labels). Used once just before the repair
+    and then before repair chunks (guard.DeferralRefresh)."""
+
+    def __init__(
+        self,
+        store: FileStore,
+        settings: Settings,
+        mapper: Mapper,
+        tables: list[TableFiles],
+        exp: ExpectedState,
+    ) -> None:
+        self.store, self.settings, self.mapper, self.tables, self.exp = store, settings, mapper, tables, exp
+        self.seen = {tf.table: set(tf.keys) for tf in tables}
+
+    def __call__(self, d: Deferred) -> int:
+        prefix, schema = self.settings.s3.prefix, self.settings.source.schema_name
+        new = Deferred()
+        read = 0
+        for tf in self.tables:
+            names = tf.definition.column_names
+            for name in newer_files(self.store, prefix, schema, tf):
+                if name.key in self.seen[tf.table]:
+                    continue
+                rows = file_rows(
+                    self.store.read(name.key), name, tf.definition, bool(self.settings.s3.timestamp_column)
+                )
+                touched_by(
+                    self.mapper, tf.table, ((op, dict(zip(names, v, strict=True))) for op, v in rows), new
+                )
+                self.seen[tf.table].add(name.key)
+                read += 1
+        fresh_items = new.items - d.items
+        d.users |= new.users
+        d.items |= new.items
+        d.pairs |= new.pairs
+        if fresh_items:
+            liked = self.exp.feedback.where(
+                (F.col("ftype") == F.lit(self.mapper.liked_feedback_type))
+                & F.col("item_id").isin(sorted(fresh_items))
+            )
+            d.users.update(r["user_id"] for r in liked.select("user_id").distinct().collect())
+        if read:
+            log.info("deferral: %d CDC files newer than the last listing; deferred %s", read, d.counts())
+        return read
+
+
 def _deferred(
-    store: FileStore,
-    settings: Settings,
-    mapper: Mapper,
-    tables: list[TableFiles],
-    exp: ExpectedState,
-    actual_feedback: DataFrame,
-    cutoff: datetime | None,
-    use_timestamps: bool,
+    poll: CdcPoll, actual_feedback: DataFrame, cutoff: datetime | None, use_timestamps: bool
 ) -> Deferred:
     d = Deferred()
-    prefix, schema = settings.s3.prefix, settings.source.schema_name
-    for tf in tables:
-        names = tf.definition.column_names
-        for name in newer_files(store, prefix, schema, tf):
-            rows = file_rows(store.read(name.key), name, tf.definition, bool(settings.s3.timestamp_column))
-            touched_by(mapper, tf.table, ((op, dict(zip(names, v, strict=True))) for op, v in rows), d)
+    poll(d)
     if use_timestamps and cutoff is not None:
         newer = actual_feedback.where(F.col("ts") > cutoff.timestamp()).select("key").collect()
         for r in newer:
             _, user, item = decode_key(r["key"])
             d.pairs.add((user, item))
             d.users.add(user)
-    if d.items:
-        liked = exp.feedback.where(
-            (F.col("ftype") == F.lit(mapper.liked_feedback_type)) & F.col("item_id").isin(sorted(d.items))
-        )
-        d.users.update(r["user_id"] for r in liked.select("user_id").distinct().collect())
     return d
+
+
+def source_check_on(options: ReconcileOptions, settings: Settings) -> bool:
+    """The option, else the setting, else the safe default: on when repairing with a source DSN."""
+    if options.source_check is not None:
+        return options.source_check
+    if settings.reconcile.source_check is not None:
+        return settings.reconcile.source_check
+    return not options.dry_run and settings.has_source_dsn
+
+
+def refusal(
+    settings: Settings,
+    store: FileStore,
+    tables: list[TableFiles],
+    counts: Mapping[tuple[Kind, DriftClass], int],
+    actual_rows: Mapping[Kind, int],
+) -> str | None:
+    """Why the repair must not run (glue.safety), or None."""
+    if settings.reconcile.force_deletes:
+        return None
+    prefix, schema = settings.s3.prefix, settings.source.schema_name
+    recorded = recorded_load_files(store, prefix)
+    folders = [
+        LoadFolder(
+            tf.table,
+            store.describe(table_prefix(prefix, schema, tf.table)),
+            load_counters(tf),
+            recorded.get(f"{schema}.{tf.table}"),
+            tf.newest_cdc is not None,
+        )
+        for tf in tables
+    ]
+    reasons = [f"repair refused: partial full load, {why}" for why in partial_loads(folders)]
+    cap = delete_cap(
+        counts, actual_rows, settings.reconcile.max_delete_share, settings.reconcile.delete_cap_min_rows
+    )
+    if cap:
+        reasons.append(cap)
+    return "; ".join(reasons) or None
 
 
 async def _repair(
@@ -159,14 +236,17 @@ async def _repair(
     drift: DataFrame,
     counts: Mapping[tuple[Kind, DriftClass], int],
     d: Deferred,
+    poll: CdcPoll,
+    source_check: bool,
 ) -> Repairer:
     async with GorseClient.from_settings(settings) as client:
         writer = None if options.dry_run else GorseWriter(client, settings.consumer.gorse_concurrency)
         check = None
-        if options.source_check:
+        if source_check:
             from glue.source_check import SourceDbCheck
 
             check = SourceDbCheck(settings.source_dsn, _mapper(settings), settings.source.schema_name)
+        refresh = DeferralRefresh(d, poll, settings.reconcile.relist_interval_s)
         rep = Repairer(
             writer,
             RateLimiter(options.max_writes_per_s),
@@ -174,6 +254,7 @@ async def _repair(
             check=check,
             chunk_size=settings.gorse.batch_size,
             progress=options.progress,
+            refresh=refresh.before_chunk,
         )
         try:
             for phase in PHASES:
@@ -209,6 +290,8 @@ def run_reconcile(spark: SparkSession, settings: Settings, options: ReconcileOpt
     run_id = started.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     timer = PhaseTimer()
     mapper = _mapper(settings)
+    check_source = source_check_on(options, settings)
+    log.info("reconcile %s: source check %s", run_id, "on" if check_source else "off")
     s3 = S3Store(settings.s3.bucket, settings.aws_client_kwargs("s3"))
     store: FileStore = DirStore(options.source_dir) if options.source_dir else s3
     with timer("read_s3"):
@@ -250,16 +333,24 @@ def run_reconcile(spark: SparkSession, settings: Settings, options: ReconcileOpt
                 (Kind(r["kind"]), DriftClass(r["cls"])): int(r["count"])
                 for r in drift.groupBy("kind", "cls").count().collect()
             }
+        refused = refusal(settings, store, tables, counts, {k: e.rows for k, e in exports.items()})
+        if refused and options.dry_run:
+            log.warning("a repair would be refused: %s", refused)
+            refused = None
+        repaired, deferred = RepairResult(), Deferred()  # a refused repair writes nothing
+        if refused:
+            log.error("%s", refused)
         with timer("repair"):
-            deferred = _deferred(
-                store, settings, mapper, tables, exp, actual[Kind.FEEDBACK], cutoff, not options.source_check
-            )
-            rep = asyncio.run(_repair(settings, options, drift, counts, deferred))
-            repair = rep.result.report(deferred.counts())
+            if not refused:
+                poll = CdcPoll(store, settings, mapper, tables, exp)
+                deferred = _deferred(poll, actual[Kind.FEEDBACK], cutoff, not check_source)
+                rep = asyncio.run(_repair(settings, options, drift, counts, deferred, poll, check_source))
+                repaired = rep.result
+        repair = repaired.report(deferred.counts())
     finally:
         if isinstance(staging, DirStore) and options.staging_dir is None:
             shutil.rmtree(staging.root, ignore_errors=True)
-    to_fix = drift_report.total - sum(rep.result.deferred.values())
+    to_fix = drift_report.total - sum(repaired.deferred.values())
     result = ReconcileReport(
         run_id=run_id,
         started_at=started,
@@ -276,7 +367,10 @@ def run_reconcile(spark: SparkSession, settings: Settings, options: ReconcileOpt
         repair=repair,
         phases_s=dict(timer.seconds),
         finished_at=datetime.now(UTC),
-        exit_code=ExitCode.of(failures=len(rep.result.failures), to_fix=to_fix, invalid=invalid.count),
+        exit_code=ExitCode.FAILURE
+        if refused
+        else ExitCode.of(failures=len(repaired.failures), to_fix=to_fix, invalid=invalid.count),
+        refused=refused,
     )
     key = report_key(started, options.report_prefix)
     if options.report_dir is not None:

@@ -28,5 +28,7 @@ def reconcile_and_print(spark: SparkSession, settings: Settings, options: Reconc
         print(f"reconcile failed: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr)
         return ExitCode.FAILURE
     sys.stdout.write(render(outcome.report).decode() + "\n")
+    if outcome.result.refused:
+        print(outcome.result.refused, file=sys.stderr)
     print(f"drift report: {outcome.report_path}", file=sys.stderr)
     return outcome.exit_code

@@ -6,7 +6,14 @@
     --DRY_RUN true|false   --SOURCE_CHECK true|false   --MAX_WRITES_PER_S n   --SAMPLE n
     --SOURCE_DIR path      --REPORT_DIR path     --STAGING_DIR path   --SPARK_MASTER local[2]
     --repair true|false    (false = --DRY_RUN true)   --report_prefix reconcile/ (default reports/)
+    --MAX_DELETE_SHARE 0.05   --FORCE_DELETES true|false   (glue.safety; folded into the
+                           settings' reconcile section, like --GORSE_CDC_RECONCILE__...)
     --gorse_api_key_secret_id ARN   the Gorse API key from Secrets Manager (never an argument)
+    --source_dsn_secret_id ARN      the source DSN for --SOURCE_CHECK from Secrets Manager: a
+                           plain DSN, JSON {"dsn": ...}, or an RDS secret (username, password,
+                           host, port, dbname)
+SOURCE_CHECK absent: on when repairing and a source DSN is known (the secret, or
+--GORSE_CDC_SOURCE__DSN), off otherwise (glue.job.source_check_on).
 
 Under Glue, awsglue provides the SparkSession (GlueContext), getResolvedOptions and the Job
 bookmark lifecycle; drift (exit code 1) is a successful run there -- the report says what was
@@ -41,6 +48,9 @@ OPTIONS = (
     "repair",
     "report_prefix",
     "gorse_api_key_secret_id",
+    "source_dsn_secret_id",
+    "MAX_DELETE_SHARE",
+    "FORCE_DELETES",
 )
 
 
@@ -97,6 +107,16 @@ def settings_overrides(args: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def safety_overrides(args: dict[str, str]) -> dict[str, Any]:
+    """--MAX_DELETE_SHARE / --FORCE_DELETES -> the settings' reconcile section (validated there)."""
+    out: dict[str, Any] = {}
+    if args.get("MAX_DELETE_SHARE"):
+        out["max_delete_share"] = float(args["MAX_DELETE_SHARE"])
+    if "FORCE_DELETES" in args:
+        out["force_deletes"] = _flag(args["FORCE_DELETES"])
+    return {"reconcile": out} if out else {}
+
+
 def _flag(value: str | None) -> bool:
     if value is None:
         return False
@@ -114,7 +134,7 @@ def options_from(args: dict[str, str]) -> ReconcileOptions:
         source_dir=path("SOURCE_DIR"),
         dry_run=_flag(args.get("DRY_RUN")) or ("repair" in args and not _flag(args["repair"])),
         max_writes_per_s=float(rate) if rate else None,
-        source_check=_flag(args.get("SOURCE_CHECK")),
+        source_check=_flag(args["SOURCE_CHECK"]) if args.get("SOURCE_CHECK") else None,
         report_dir=path("REPORT_DIR"),
         staging_dir=path("STAGING_DIR"),
         sample=int(args.get("SAMPLE", "10")),
@@ -138,16 +158,56 @@ def api_key_from_secret(secret_id: str, settings: Settings) -> str:
     return value
 
 
+def dsn_from_secret(secret_id: str, settings: Settings) -> str:
+    """The source DSN from Secrets Manager: a plain DSN, JSON {"dsn": ...}, or an RDS secret."""
+    import boto3
+
+    sm = boto3.client("secretsmanager", **settings.aws_client_kwargs("secretsmanager"))
+    value: str = sm.get_secret_value(SecretId=secret_id)["SecretString"]
+    return dsn_of(value, secret_id, settings.source.database)
+
+
+def dsn_of(value: str, secret_id: str, database: str = "ott") -> str:
+    """A DSN from a secret's value; an RDS-style secret without dbname uses ``database``."""
+    import orjson
+
+    if not value.lstrip().startswith("{"):
+        if not value.strip():
+            raise GlueArgumentError(f"{secret_id} holds no DSN")
+        return value.strip()
+    doc = orjson.loads(value)
+    if doc.get("dsn"):
+        return str(doc["dsn"])
+    try:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=str(doc["host"]),
+            port=str(doc.get("port", 5432)),
+            dbname=str(doc.get("dbname") or doc.get("database") or database),
+            user=str(doc["username"]),
+            password=str(doc["password"]),
+            sslmode=str(doc.get("sslmode", "require")),
+        )
+    except KeyError as e:
+        raise GlueArgumentError(f"{secret_id}: no DSN and no {e} field") from None
+
+
 def main(argv: list[str]) -> int:
     setup_logging("INFO")
     try:
         args = resolve_args(argv)
         overrides = settings_overrides(args)
+        for section, values in safety_overrides(args).items():
+            overrides.setdefault(section, {}).update(values)
         settings = Settings(**overrides)
         if args.get("gorse_api_key_secret_id"):
             key = api_key_from_secret(args["gorse_api_key_secret_id"], settings)
             overrides.setdefault("gorse", {})["api_key"] = key
-            settings = Settings(**overrides)
+        if args.get("source_dsn_secret_id"):
+            dsn = dsn_from_secret(args["source_dsn_secret_id"], settings)
+            overrides.setdefault("source", {})["dsn"] = dsn
+        settings = Settings(**overrides)
         options = options_from(args)
     except (GlueArgumentError, ValueError) as e:
         print(f"reconcile_job: bad arguments: {e}", file=sys.stderr)

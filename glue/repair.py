@@ -5,13 +5,16 @@ what it would write and writes nothing.
 Phase order keeps Gorse consistent while it runs: items and users first (feedback for them
 can then land), feedback puts, then deletes (feedback, users, items). A (user, item) holding
 both like and unlike shows up as one extra typed row: only the wrong type is deleted.
+Before each chunk the ``refresh`` hook (glue.guard.DeferralRefresh) may grow the deferred
+keys with changes that landed during the repair. glue.safety decides, before any chunk,
+whether the repair runs at all.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -165,6 +168,7 @@ class Repairer:
         check: SourceCheck | None = None,
         chunk_size: int = 500,
         progress: bool = True,
+        refresh: Callable[[], None] | None = None,
     ) -> None:
         self.writer = writer  # None: dry run
         self.limiter = limiter
@@ -172,6 +176,7 @@ class Repairer:
         self.check = check
         self.chunk_size = chunk_size
         self.progress = progress
+        self.refresh = refresh  # before each chunk: add keys changed meanwhile to ``deferred``
         self.result = RepairResult()
 
     def _defer(self, rows: Iterable[DriftRow], reason: DeferReason) -> None:
@@ -205,6 +210,8 @@ class Repairer:
         try:
             drift = (DriftRow(Kind(r.kind), DriftClass(r.cls), decode_key(r.key), r.entity) for r in rows)
             for chunk in _chunks(drift, self.chunk_size):
+                if self.refresh is not None:
+                    self.refresh()
                 keep = [r for r in chunk if not self.deferred.covers(r.kind, r.key)]
                 self._defer(
                     [r for r in chunk if self.deferred.covers(r.kind, r.key)], DeferReason.AFTER_CUTOFF

@@ -3,7 +3,8 @@
 Typed as frozen dataclasses; ``to_json`` gives the JSON document that is written to the
 bucket's reports/ prefix (or a local folder) and printed. That document's shape is a contract
 (the demo, the tests, whoever reads the bucket): keys and values are plain JSON, enum members
-become their values, and nothing is added or renamed."""
+become their values, and nothing is renamed (keys are only added: "refused" when the repair
+was refused, glue.safety)."""
 
 from __future__ import annotations
 
@@ -110,9 +111,10 @@ class ReconcileReport:
     phases_s: Mapping[str, float]
     finished_at: datetime
     exit_code: ExitCode
+    refused: str | None = None  # why the repair was refused (nothing written); key only when set
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "run_id": self.run_id,
             "started_at": self.started_at.isoformat(),
             "dry_run": self.dry_run,
@@ -130,6 +132,9 @@ class ReconcileReport:
             "finished_at": self.finished_at.isoformat(),
             "exit_code": int(self.exit_code),
         }
+        if self.refused is not None:
+            doc["refused"] = self.refused
+        return doc
 
 
 def drift_section(drift: DataFrame, kind_tables: Mapping[Kind, str | None], sample: int) -> DriftReport:

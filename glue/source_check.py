@@ -31,6 +31,7 @@ from glue.expected import canon
 from glue.repair import DriftRow
 from glue.vocabulary import DriftClass, Kind
 from glue.writes import GorseWriter
+from gorse_cdc.errors import FatalError
 from gorse_cdc.gorse import Feedback, Item, User
 from gorse_cdc.mapping import Mapper
 
@@ -68,7 +69,14 @@ class SourceDbCheck:
     def __init__(self, dsn: str, mapper: Mapper, schema: str) -> None:
         self.mapper = mapper
         self.schema = schema
-        self.conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+        try:
+            self.conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+        except psycopg.OperationalError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise FatalError(
+                f"source check: cannot reach the source database ({first}); "
+                "run with --no-source-check (SOURCE_CHECK false) to repair without it"
+            ) from None
         self._types: dict[str, dict[str, str]] = {}
         self._seen: dict[Ident, Entity] = {}  # the source state each kept key was checked against
 

@@ -137,6 +137,38 @@ class MappingSettings(BaseModel):
     zip_privacy: Literal["keep", "prefix3", "drop"] = "keep"
 
 
+class ReconcileSettings(BaseModel):
+    """The nightly reconcile's safety knobs (glue/)."""
+
+    source_check: bool | None = Field(
+        None,
+        description="re-read drifted keys from the source DB around each repair write; None = on "
+        "when repairing and a source DSN is available (local, or source.dsn set), off otherwise",
+    )
+    max_delete_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="refuse the repair when its planned deletes of a kind exceed this share of "
+        "Gorse's current rows of that kind (1.0 = no cap)",
+    )
+    delete_cap_min_rows: int = Field(
+        100,
+        ge=0,
+        description="deletes up to this many rows per kind are never refused by the share cap "
+        "(a small Gorse would otherwise refuse any delete)",
+    )
+    force_deletes: bool = Field(
+        False, description="repair even when the delete cap or a partial LOAD folder would refuse it"
+    )
+    relist_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="during the repair, list the CDC folders again (to defer keys changed meanwhile) "
+        "at most this often; 0 = before every chunk",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GORSE_CDC_",
@@ -156,6 +188,7 @@ class Settings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     replay: ReplaySettings = ReplaySettings()
     mapping: MappingSettings = MappingSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -194,6 +227,11 @@ class Settings(BaseSettings):
             f"postgresql://{self.source.user}:{self.source.password.get_secret_value()}"
             f"@{self.stack.host}:{self.stack.port('postgres')}/{self.source.database}"
         )
+
+    @property
+    def has_source_dsn(self) -> bool:
+        """A source DSN is configured (or derivable: the local stack's PostgreSQL)."""
+        return self.source.dsn is not None or self.local
 
     @property
     def aws_endpoint_url(self) -> str | None:

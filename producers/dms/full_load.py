@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -31,6 +31,9 @@ class LoadTargets:
     s3: S3Sink
     builder: RecordBuilder
     message_format: str
+    # LOAD files written per "schema.table": recorded in _dms_state so that the reconcile can
+    # tell a whole full load from a partial one (glue.safety)
+    load_files: dict[str, int] = field(default_factory=dict)
 
 
 def clear_table_folder(s3: S3Sink, d: TableDefinition) -> int:
@@ -93,4 +96,7 @@ def _load_table(conn: Any, d: TableDefinition, t: LoadTargets) -> int:
     t.kinesis.flush()
     if pending:
         t.s3.write_load_file(d, n_file, pending)
+    else:
+        n_file -= 1
+    t.load_files[f"{d.schema}.{d.table}"] = n_file
     return total

@@ -109,16 +109,18 @@ class LocalDms:
             log.info("slot %s created at %s; full load from its snapshot", self.slot, format_lsn(point))
             targets = LoadTargets(self.kinesis, self.s3, self.builder, self.fmt)
             self.defs = full_load(self.dsn, snapshot, self.schema, targets)
+            load_files = targets.load_files
             self.summary.loaded_tables = len(self.defs)
             self.last_commit_end = self.kinesis_done = self.s3_done = point
         else:
+            load_files = self.s3.read_state(self.slot).get("load_files", {})
             if not exists:
                 point, _ = stream.create_slot(export_snapshot=False)
                 log.info("slot %s created at %s (cdc only)", self.slot, format_lsn(point))
             self.defs = read_definitions(q, self.schema)
             for d in self.defs.values():
                 self.s3.write_definition(d)
-        self.s3.write_state(self.slot, {"cdc_ready": True, "mode": mode})
+        self.s3.write_state(self.slot, {"cdc_ready": True, "mode": mode, "load_files": load_files})
 
     # ---- one message -----------------------------------------------------------------------
     def _handle(self, payload: bytes) -> None:

@@ -20,6 +20,7 @@ from tests.infra.cfn import (
     DOCKER,
     branches,
     load,
+    text,
 )
 
 pytestmark = pytest.mark.unit
@@ -190,3 +191,30 @@ def test_data_plane_deploys_into_moto(dead_letter_kind: str, monkeypatch: pytest
             assert outputs["DeadLetterQueueName"] == "gorse-cdc-dead-letters"
         else:
             assert queues == []
+
+
+def test_reconcile_job_runs_with_the_source_check_and_the_delete_cap_by_default() -> None:
+    from glue.reconcile_job import OPTIONS
+
+    doc = load("reconcile.yaml")
+    params, res = doc["Parameters"], doc["Resources"]
+    args = res["ReconcileJob"]["Properties"]["DefaultArguments"]
+    assert args["--SOURCE_CHECK"] == {"Ref": "SourceCheck"} and params["SourceCheck"]["Default"] == "true"
+    assert "erased" in params["SourceCheck"]["Description"]  # says what turning it off loses
+    assert (
+        args["--MAX_DELETE_SHARE"] == {"Ref": "MaxDeleteShare"}
+        and params["MaxDeleteShare"]["Default"] == "0.05"
+    )
+    for name in ("SOURCE_CHECK", "MAX_DELETE_SHARE", "source_dsn_secret_id", "repair"):
+        assert f"--{name}" in args and name in OPTIONS
+    # least privilege: the DSN secret only, and the DB port only, both only with the check on
+    statements = res["JobRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    dsn = next(s for s in statements if "SourceDsn" in text(s))
+    assert dsn["Fn::If"][0] == "SourceCheckOn" and dsn["Fn::If"][1]["Resource"] == {
+        "Ref": "SourceDsnSecretArn"
+    }
+    egress = res["SecurityGroupSourceDbEgress"]
+    assert egress["Condition"] == "SourceCheckOn" and egress["Properties"]["FromPort"] == {
+        "Ref": "SourceDbPort"
+    }
+    assert "SourceCheckNeedsDsn" in doc["Rules"]

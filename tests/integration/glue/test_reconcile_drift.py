@@ -87,9 +87,17 @@ def _run(spark, settings, **kw):
     return run_reconcile(spark, settings, ReconcileOptions(sample=100, progress=False, **kw))
 
 
+def _forced(settings):
+    """The baseline run removes whatever earlier tests left in the shared Gorse: mass deletes,
+    knowingly (glue.safety's cap would refuse them)."""
+    return settings.model_copy(
+        update={"reconcile": settings.reconcile.model_copy(update={"force_deletes": True})}
+    )
+
+
 def test_injected_drift_is_reported_exactly_and_repaired(spark, dms) -> None:
     settings, w = dms
-    base = _run(spark, settings)
+    base = _run(spark, _forced(settings))
     assert base.exit_code in (0, 1) and not base.report["repair"]["failures"]
     assert diff_states(_pure_expected(USERS, MOVIES, RATINGS), asyncio.run(_gorse_state(settings))).total == 0
 

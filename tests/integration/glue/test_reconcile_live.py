@@ -107,7 +107,9 @@ def test_reconcile_during_activity_never_undoes_the_stream(stack, settings, spar
         )
         procs.append(_start(["consume", "--metrics-port", "0"], env, tmp_path / "consume.log"))
         # precondition: Gorse = database (the full load applied, leftovers of other tests removed)
-        pre = _until_verified(env, seconds=90, reconcile=lambda: run_reconcile(spark, s, QUIET))
+        # (the first reconcile removes what other tests left in the shared Gorse: forced deletes)
+        forced = s.model_copy(update={"reconcile": s.reconcile.model_copy(update={"force_deletes": True})})
+        pre = _until_verified(env, seconds=90, reconcile=lambda: run_reconcile(spark, forced, QUIET))
         assert pre.returncode == 0, pre.stdout[-3000:]
         asyncio.run(_inject_drift(settings))  # drift the stream never touches: must be repaired
         activity = _start(
