@@ -190,6 +190,23 @@ def _deferred(
     return d
 
 
+def _planned_counts(
+    drift: DataFrame, counts: Mapping[tuple[Kind, DriftClass], int], deferred: Deferred
+) -> dict[tuple[Kind, DriftClass], int]:
+    """``counts`` with the deferred extra keys taken out (the deletes the repair would make)."""
+    planned = dict(counts)
+    if not (deferred.users or deferred.items or deferred.pairs):
+        return planned
+    for (kind, cls), n in counts.items():
+        if cls is not DriftClass.EXTRA or n == 0:
+            continue
+        rows = drift.where((F.col("kind") == kind.value) & (F.col("cls") == cls.value)).select("key")
+        planned[(kind, cls)] = sum(
+            1 for r in rows.toLocalIterator() if not deferred.covers(kind, decode_key(r["key"]))
+        )
+    return planned
+
+
 def source_check_on(options: ReconcileOptions, settings: Settings) -> bool:
     """The option, else the setting, else the safe default: on when repairing with a source DSN."""
     if options.source_check is not None:
@@ -333,17 +350,20 @@ def run_reconcile(spark: SparkSession, settings: Settings, options: ReconcileOpt
                 (Kind(r["kind"]), DriftClass(r["cls"])): int(r["count"])
                 for r in drift.groupBy("kind", "cls").count().collect()
             }
-        refused = refusal(settings, store, tables, counts, {k: e.rows for k, e in exports.items()})
+        repaired, deferred = RepairResult(), Deferred()  # a refused repair writes nothing
+        poll = CdcPoll(store, settings, mapper, tables, exp)
+        if not options.dry_run:  # what the stream changed since the cut-off is left to it
+            deferred = _deferred(poll, actual[Kind.FEEDBACK], cutoff, not check_source)
+        # the cap counts the deletes the repair would make: extras the stream owns are not
+        planned = _planned_counts(drift, counts, deferred)
+        refused = refusal(settings, store, tables, planned, {k: e.rows for k, e in exports.items()})
         if refused and options.dry_run:
             log.warning("a repair would be refused: %s", refused)
             refused = None
-        repaired, deferred = RepairResult(), Deferred()  # a refused repair writes nothing
         if refused:
             log.error("%s", refused)
         with timer("repair"):
             if not refused:
-                poll = CdcPoll(store, settings, mapper, tables, exp)
-                deferred = _deferred(poll, actual[Kind.FEEDBACK], cutoff, not check_source)
                 rep = asyncio.run(_repair(settings, options, drift, counts, deferred, poll, check_source))
                 repaired = rep.result
         repair = repaired.report(deferred.counts())
