@@ -39,17 +39,14 @@ from glue.files import (
     TableFiles,
     cutoff_of,
     discover,
-    load_counters,
     newer_files,
-    recorded_load_files,
 )
 from glue.guard import DeferralRefresh, Deferred, touched_by
+from glue.refusal import planned_counts, refusal
 from glue.repair import PHASES, Repairer, RepairResult
 from glue.report import InvalidRow, InvalidRows, ReconcileReport, drift_section, render, report_key
-from glue.safety import LoadFolder, delete_cap, partial_loads
 from glue.vocabulary import DriftClass, ExitCode, Kind
 from glue.writes import GorseWriter
-from gorse_cdc.dms.s3files import table_prefix
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper, load_spec
 from gorse_cdc.retry import RateLimiter
@@ -190,23 +187,6 @@ def _deferred(
     return d
 
 
-def _planned_counts(
-    drift: DataFrame, counts: Mapping[tuple[Kind, DriftClass], int], deferred: Deferred
-) -> dict[tuple[Kind, DriftClass], int]:
-    """``counts`` with the deferred extra keys taken out (the deletes the repair would make)."""
-    planned = dict(counts)
-    if not (deferred.users or deferred.items or deferred.pairs):
-        return planned
-    for (kind, cls), n in counts.items():
-        if cls is not DriftClass.EXTRA or n == 0:
-            continue
-        rows = drift.where((F.col("kind") == kind.value) & (F.col("cls") == cls.value)).select("key")
-        planned[(kind, cls)] = sum(
-            1 for r in rows.toLocalIterator() if not deferred.covers(kind, decode_key(r["key"]))
-        )
-    return planned
-
-
 def source_check_on(options: ReconcileOptions, settings: Settings) -> bool:
     """The option, else the setting, else the safe default: on when repairing with a source DSN."""
     if options.source_check is not None:
@@ -214,37 +194,6 @@ def source_check_on(options: ReconcileOptions, settings: Settings) -> bool:
     if settings.reconcile.source_check is not None:
         return settings.reconcile.source_check
     return not options.dry_run and settings.has_source_dsn
-
-
-def refusal(
-    settings: Settings,
-    store: FileStore,
-    tables: list[TableFiles],
-    counts: Mapping[tuple[Kind, DriftClass], int],
-    actual_rows: Mapping[Kind, int],
-) -> str | None:
-    """Why the repair must not run (glue.safety), or None."""
-    if settings.reconcile.force_deletes:
-        return None
-    prefix, schema = settings.s3.prefix, settings.source.schema_name
-    recorded = recorded_load_files(store, prefix)
-    folders = [
-        LoadFolder(
-            tf.table,
-            store.describe(table_prefix(prefix, schema, tf.table)),
-            load_counters(tf),
-            recorded.get(f"{schema}.{tf.table}"),
-            tf.newest_cdc is not None,
-        )
-        for tf in tables
-    ]
-    reasons = [f"repair refused: partial full load, {why}" for why in partial_loads(folders)]
-    cap = delete_cap(
-        counts, actual_rows, settings.reconcile.max_delete_share, settings.reconcile.delete_cap_min_rows
-    )
-    if cap:
-        reasons.append(cap)
-    return "; ".join(reasons) or None
 
 
 async def _repair(
@@ -355,7 +304,7 @@ def run_reconcile(spark: SparkSession, settings: Settings, options: ReconcileOpt
         if not options.dry_run:  # what the stream changed since the cut-off is left to it
             deferred = _deferred(poll, actual[Kind.FEEDBACK], cutoff, not check_source)
         # the cap counts the deletes the repair would make: extras the stream owns are not
-        planned = _planned_counts(drift, counts, deferred)
+        planned = planned_counts(drift, counts, deferred)
         refused = refusal(settings, store, tables, planned, {k: e.rows for k, e in exports.items()})
         if refused and options.dry_run:
             log.warning("a repair would be refused: %s", refused)

@@ -16,8 +16,9 @@ import pytest
 from glue.cli import fold_settings, register
 from glue.files import DirStore, discover, load_counters, recorded_load_files
 from glue.guard import DeferralRefresh, Deferred, touched_by
-from glue.job import CdcPoll, ReconcileOptions, refusal, source_check_on
+from glue.job import CdcPoll, ReconcileOptions, source_check_on
 from glue.reconcile_job import dsn_of, options_from, resolve_args, safety_overrides, settings_overrides
+from glue.refusal import refusal
 from glue.repair import PHASES, DeferReason, Repairer
 from glue.safety import LoadFolder, delete_cap, partial_load
 from glue.source_check import SourceDbCheck
