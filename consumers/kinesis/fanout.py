@@ -20,13 +20,12 @@ import functools
 import logging
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from consumers.kinesis.reader import StartPosition
+from consumers.kinesis.reader import StartPosition, read_retrying
 from consumers.metrics import Metrics
 from consumers.records import RecordBatch, ShardRecord
-from gorse_cdc.errors import FatalError
-from gorse_cdc.retry import ErrorClass, FailedAttempt, RetryPolicy, classify, error_code, retry_async
+from gorse_cdc.retry import FailedAttempt, RetryPolicy, classify, error_code
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +113,13 @@ class FanOutReader:
         """One SubscribeToShardEvent (``max_records`` does not apply: Kinesis pushes)."""
         if self._ended:
             return RecordBatch(self.shard_id, shard_ended=True)
-        try:
-            event = await retry_async(
-                self._next_event,
-                policy=self._retry,
-                classify=classify_subscribe,
-                on_retry=self._on_retry,
-            )
-        except (ClientError, BotoCoreError) as e:
-            if classify_subscribe(e) is ErrorClass.FATAL:
-                raise FatalError(f"shard {self.shard_id} of {self.consumer_arn}: {e}") from e
-            raise
+        event = await read_retrying(
+            self._next_event,
+            policy=self._retry,
+            classify_error=classify_subscribe,
+            on_retry=self._on_retry,
+            where=f"shard {self.shard_id} of {self.consumer_arn}",
+        )
         ev = event.get("SubscribeToShardEvent", {})
         records = [
             ShardRecord(

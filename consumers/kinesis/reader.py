@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -40,6 +41,26 @@ ShardIteratorType = Literal[
 ]
 READ_RETRY = RetryPolicy(base_s=0.2, cap_s=5.0)  # no limit: a reader never skips data
 classify_read = functools.partial(classify, fatal={"ResourceNotFoundException"})
+T = TypeVar("T")
+
+
+async def read_retrying(
+    call: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    classify_error: Callable[[BaseException], ErrorClass],
+    on_retry: Callable[[FailedAttempt], None],
+    where: str,
+) -> T:
+    """A Kinesis read under the shared retry policy, as both readers do it: transient failures
+    retried (the reader never skips data), an AWS error classified FATAL raised as FatalError
+    naming ``where`` (the shard and its stream or consumer)."""
+    try:
+        return await retry_async(call, policy=policy, classify=classify_error, on_retry=on_retry)
+    except (ClientError, BotoCoreError) as e:
+        if classify_error(e) is ErrorClass.FATAL:
+            raise FatalError(f"{where}: {e}") from e
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,17 +154,13 @@ class ShardReader:
     async def next_batch(self, max_records: int) -> RecordBatch:
         if self._ended:
             return RecordBatch(self.shard_id, shard_ended=True)
-        try:
-            resp = await retry_async(
-                lambda: self._get_records(max_records),
-                policy=self._retry,
-                classify=classify_read,
-                on_retry=self._on_retry,
-            )
-        except (ClientError, BotoCoreError) as e:
-            if classify_read(e) is ErrorClass.FATAL:
-                raise FatalError(f"shard {self.shard_id} of {self.stream_name}: {e}") from e
-            raise
+        resp = await read_retrying(
+            lambda: self._get_records(max_records),
+            policy=self._retry,
+            classify_error=classify_read,
+            on_retry=self._on_retry,
+            where=f"shard {self.shard_id} of {self.stream_name}",
+        )
         records = [
             ShardRecord(
                 self.shard_id,

@@ -72,15 +72,11 @@ class ReplicationStream:
     def __init__(self, dsn: str, slot: str) -> None:
         self.slot = check_slot_name(slot)
         self.dsn = dsn
-        with source_errors(dsn, self.slot):
-            try:
-                self.conn = psycopg2.connect(
-                    dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
-                )
-            except psycopg2.OperationalError as e:
-                if setup_error(e, Source.from_dsn(dsn), self.slot) is not None:
-                    raise
-                raise FatalError(f"cannot open a replication connection: {e}") from None
+        try:
+            self.conn = psycopg2.connect(dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        except psycopg2.OperationalError as e:
+            known = setup_error(e, Source.from_dsn(dsn), self.slot)
+            raise known or FatalError(f"cannot open a replication connection: {e}") from None
         self.cur: Any = self.conn.cursor()
 
     def create_slot(self, export_snapshot: bool) -> tuple[int, str | None]:

@@ -9,20 +9,18 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from entrypoints.stack.resources import ensure_stream
 from glue.job import ReconcileOptions, run_reconcile
 from gorse_cdc.gorse import GorseClient, Item
 from producers.dms.slot import drop_slot
+from tests.integration.glue.conftest import private_pipeline
 
 MISSING = [
     m for m in ("producers.dms", "consumers.cli", "consumers.verify") if importlib.util.find_spec(m) is None
@@ -73,26 +71,7 @@ def _until_verified(env: dict[str, str], seconds: float, reconcile=None) -> subp
 
 
 def test_reconcile_during_activity_never_undoes_the_stream(stack, settings, spark, tmp_path: Path) -> None:
-    run = uuid.uuid4().hex[:8]
-    over = {
-        "GORSE_CDC_S3__PREFIX": f"live-{run}",
-        "GORSE_CDC_S3__CDC_MAX_BATCH_INTERVAL_S": "2",
-        "GORSE_CDC_KINESIS__STREAM_NAME": f"live-{run}",
-        "GORSE_CDC_LEASES__TABLE": f"live-{run}",
-        "GORSE_CDC_SOURCE__SLOT_NAME": f"live_{run}",
-    }
-    env = {**os.environ, **over}
-    s = settings.model_copy(
-        update={
-            "s3": settings.s3.model_copy(
-                update={"prefix": over["GORSE_CDC_S3__PREFIX"], "cdc_max_batch_interval_s": 2.0}
-            ),
-            "kinesis": settings.kinesis.model_copy(
-                update={"stream_name": over["GORSE_CDC_KINESIS__STREAM_NAME"]}
-            ),
-        }
-    )
-    ensure_stream(s)
+    env, s = private_pipeline(settings, "live")
     small = ["--users", "80", "--movies", "30", "--ratings", "1200", "--seed", "5", "--truncate"]
     gen = subprocess.run([*CLI, "data", "generate", *small], env=env, capture_output=True, timeout=300)
     assert gen.returncode == 0, gen.stderr[-2000:]
@@ -133,4 +112,4 @@ def test_reconcile_during_activity_never_undoes_the_stream(stack, settings, spar
     finally:
         for p in reversed(procs):
             _stop(p)
-        drop_slot(settings.source_dsn, over["GORSE_CDC_SOURCE__SLOT_NAME"])
+        drop_slot(settings.source_dsn, env["GORSE_CDC_SOURCE__SLOT_NAME"])

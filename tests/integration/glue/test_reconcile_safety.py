@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import subprocess
 import threading
 import uuid
@@ -25,12 +24,12 @@ import boto3
 import psycopg
 import pytest
 
-from entrypoints.stack.resources import ensure_stream
 from glue.job import ReconcileOptions, run_reconcile
 from glue.vocabulary import ExitCode
 from gorse_cdc.gorse import GorseClient, Item, User
 from producers.activity import run_activity
 from producers.dms.slot import drop_slot
+from tests.integration.glue.conftest import private_pipeline
 from tests.integration.glue.test_reconcile_live import CLI, QUIET, _start, _stop, _until_verified
 from tests.unit.glue.dmsdata import DmsWriter, s3_put
 
@@ -53,29 +52,13 @@ def _reconcile_settings(s, **update):
 @slow
 @pytest.mark.skipif(bool(MISSING), reason=f"needs the local DMS and the consumer: {MISSING} absent")
 def test_users_erased_during_the_repair_are_never_recreated(stack, settings, spark, tmp_path: Path) -> None:
-    run = uuid.uuid4().hex[:8]
-    over = {
-        "GORSE_CDC_S3__PREFIX": f"safe-{run}",
-        "GORSE_CDC_S3__CDC_MAX_BATCH_INTERVAL_S": "2",
-        "GORSE_CDC_KINESIS__STREAM_NAME": f"safe-{run}",
-        "GORSE_CDC_LEASES__TABLE": f"safe-{run}",
-        "GORSE_CDC_SOURCE__SLOT_NAME": f"safe_{run}",
-    }
-    env = {**os.environ, **over}
-    s = settings.model_copy(
-        update={
-            "s3": settings.s3.model_copy(
-                update={"prefix": over["GORSE_CDC_S3__PREFIX"], "cdc_max_batch_interval_s": 2.0}
-            ),
-            "kinesis": settings.kinesis.model_copy(
-                update={"stream_name": over["GORSE_CDC_KINESIS__STREAM_NAME"]}
-            ),
-            # small chunks, a re-listing before each: erasures land between chunks
-            "gorse": settings.gorse.model_copy(update={"batch_size": 2}),
-            "reconcile": settings.reconcile.model_copy(update={"relist_interval_s": 0.0}),
-        }
+    env, s = private_pipeline(
+        settings,
+        "safe",
+        # small chunks, a re-listing before each: erasures land between chunks
+        gorse=settings.gorse.model_copy(update={"batch_size": 2}),
+        reconcile=settings.reconcile.model_copy(update={"relist_interval_s": 0.0}),
     )
-    ensure_stream(s)
     small = ["--users", "60", "--movies", "20", "--ratings", "600", "--seed", "11", "--truncate"]
     gen = subprocess.run([*CLI, "data", "generate", *small], env=env, capture_output=True, timeout=300)
     assert gen.returncode == 0, gen.stderr[-2000:]
@@ -139,7 +122,7 @@ def test_users_erased_during_the_repair_are_never_recreated(stack, settings, spa
     finally:
         for p in reversed(procs):
             _stop(p)
-        drop_slot(settings.source_dsn, over["GORSE_CDC_SOURCE__SLOT_NAME"])
+        drop_slot(settings.source_dsn, env["GORSE_CDC_SOURCE__SLOT_NAME"])
 
 
 # ---- (b), (c): refusals ------------------------------------------------------------------------
