@@ -3,7 +3,11 @@ parts (ConsumerParts; consumers.wiring.open_consumer builds the real ones) and b
 
 Every failover/3 the loop lists the stream's shards, creates missing leases, renews the
 held ones (stopping the shards whose lease was lost), takes leases (balancing) and starts a
-ShardWorker for each new one. SIGTERM: the workers stop reading, flush and checkpoint their
+ShardWorker for each new one. A lease another worker asked for is handed over only after its
+worker stopped (its batch flushed and checkpointed, or aborted after the handoff grace); a
+lease past its write deadline (not renewed in time) is stopped at once: see
+consumers.leases.coordinator for why no two workers ever write one shard's keys at once.
+SIGTERM: the workers stop reading, flush and checkpoint their
 current batch, the leases are released, and ``run`` returns within shutdown_timeout_s.
 """
 
@@ -113,13 +117,12 @@ class Consumer:
     async def _loop(self, stop: asyncio.Event) -> None:
         c = self.coordinator
         interval = c.failover_s / 3
-        last_renewed = c.clock()
         while not stop.is_set():
             try:
                 await c.sync_shards(await self.parts.list_shards())
                 for shard in await c.renew():
                     self._stop_worker(shard)
-                last_renewed = c.clock()
+                self._hand_over()
                 taken = await c.balance()
                 if taken:  # users of newly held shards may have been written elsewhere
                     self.parts.on_shards_taken()
@@ -127,16 +130,37 @@ class Consumer:
                     self._start_worker(lease)
             except (ClientError, BotoCoreError, OSError) as e:
                 log.warning("lease round failed: %s", e)
-                if c.clock() - last_renewed > c.failover_s:  # others may own our leases by now
-                    log.error("leases not renewed for the failover time: stopping every shard")
-                    for shard in list(self.workers):
-                        self._stop_worker(shard)
-                        c.drop(shard)
-            self._reap()
+            self._past_deadline()
+            try:
+                await self._reap()
+            except (ClientError, BotoCoreError, OSError) as e:
+                log.warning("lease handoff failed: %s", e)
             self.metrics.leases_held.set(len(c.held))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop.wait(), self._wake.wait()), interval)
+
+    def _hand_over(self) -> None:
+        """Workers of leases asked for: stop reading and flush; past the grace, abort."""
+        for shard in list(self.coordinator.handoff_requested):
+            entry = self.workers.get(shard)
+            if entry is None:
+                continue
+            if self.coordinator.handoff_overdue(shard):
+                entry[0].abort()
+            else:
+                entry[0].request_shutdown()
+
+    def _past_deadline(self) -> None:
+        """A lease not renewed in time may be someone else's soon: stop writing it now."""
+        for shard in list(self.coordinator.held):
+            if not self.coordinator.may_write(shard):
+                log.error(
+                    "lease not renewed before its write deadline: stopping the shard",
+                    extra={"shard": shard, "event": "write_deadline"},
+                )
+                self._stop_worker(shard)
+                self.coordinator.drop(shard)
 
     def _start_worker(self, lease: Lease) -> None:
         old = self.workers.pop(lease.lease_key, None)
@@ -149,6 +173,7 @@ class Consumer:
             pacer=PollPacer(self.settings.consumer.idle_pause_ms / 1000),
             batch_limit=self._batch_limit,
             metrics=self.metrics,
+            may_write=lambda key=lease.lease_key: self.coordinator.may_write(key),
         )
         task = asyncio.create_task(worker.run(), name=f"shard-{lease.lease_key}")
         task.add_done_callback(lambda _: self._wake.set())
@@ -159,13 +184,15 @@ class Consumer:
         if entry is not None:
             entry[0].lease_lost()
 
-    def _reap(self) -> None:
+    async def _reap(self) -> None:
         for shard, (_worker, task) in list(self.workers.items()):
             if not task.done():
                 continue
             del self.workers[shard]
             state = task.result() if not task.cancelled() else ShardState.LEASE_LOST
-            if state is not ShardState.SHARD_ENDED:
+            if shard in self.coordinator.handoff_requested and state is not ShardState.SHARD_ENDED:
+                await self.coordinator.hand_off(shard)
+            elif state is not ShardState.SHARD_ENDED:
                 self.coordinator.drop(shard)
                 if state is ShardState.FAILED:
                     log.error("shard failed; its lease will be taken again", extra={"shard": shard})

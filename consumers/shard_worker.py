@@ -52,8 +52,10 @@ class ShardWorker:
         pacer: PollPacer,
         batch_limit: Callable[[], int],
         metrics: Metrics | None = None,
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.shard_id = source.shard_id
+        self.may_write = may_write  # the lease's write deadline (consumers.leases.coordinator)
         self.source = source
         self.applier = applier
         self.checkpoints = checkpoints
@@ -66,6 +68,7 @@ class ShardWorker:
         self._shutdown = asyncio.Event()  # stop reading; flush the current batch
         self._abort = False  # lease lost / deadline passed: stop at once, no checkpoint
         self._lost = False
+        self._applying: asyncio.Future[object] | None = None
 
     # ---- transitions ---------------------------------------------------------------------------
     def _to(self, new: ShardState, *expected: ShardState) -> None:
@@ -82,11 +85,17 @@ class ShardWorker:
         self.abort()
 
     def abort(self) -> None:
-        """Stop at once (lease lost, or the shutdown deadline passed): no further checkpoint."""
+        """Stop at once (lease lost, write deadline or shutdown deadline passed): the write in
+        flight is cancelled, no further call starts, nothing more is checkpointed."""
         self._abort = True
         self._shutdown.set()
+        if self._applying is not None:
+            self._applying.cancel()
 
     def _should_stop(self) -> bool:
+        if not self._abort and not self.may_write():
+            self._lost = True
+            self._abort = True
         return self._abort
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -136,7 +145,17 @@ class ShardWorker:
             if batch is None:
                 return
             if batch.records:
-                await self.applier.apply(batch.records, self._should_stop)
+                if self._should_stop():
+                    return
+                self._applying = asyncio.ensure_future(self.applier.apply(batch.records, self._should_stop))
+                try:
+                    await self._applying
+                except asyncio.CancelledError:
+                    if not self._abort:
+                        raise  # the worker itself is cancelled
+                    return
+                finally:
+                    self._applying = None
                 if self._abort:
                     return
                 last = batch.records[-1].sequence_number

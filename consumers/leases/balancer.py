@@ -9,6 +9,10 @@
   unexpired leases, plus this one.
 - Take unowned and expired leases first; when there are none and this worker is below target,
   steal from the most loaded worker (if it is above target), at most ``max_steal`` per round.
+  A steal is a *request* (Lease.handoff_to): the owner flushes, checkpoints and hands the lease
+  over (consumers.leases.coordinator). A lease with a move pending counts for its requester and
+  is never a victim again.
+- A lease pinned by a replay is nobody's to take or steal until it expires (the replay died).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 
 from consumers.leases.lease import Lease
 
@@ -36,6 +41,12 @@ def eligible(leases: Iterable[Lease], gone: Collection[str] = frozenset()) -> li
     ]
 
 
+@dataclass
+class Choice:
+    take: list[Lease] = field(default_factory=list)  # free or expired: take now
+    request: list[Lease] = field(default_factory=list)  # owned by a live worker: ask for a handoff
+
+
 def choose_leases(
     leases: Iterable[Lease],
     me: str,
@@ -43,27 +54,31 @@ def choose_leases(
     max_steal: int,
     rng: random.Random | None = None,
     gone: Collection[str] = frozenset(),
-) -> list[Lease]:
-    """Leases this worker should try to take now (conditional writes decide the races)."""
+) -> Choice:
+    """Leases this worker should take or ask for now (conditional writes decide the races)."""
     rng = rng or random.Random()
-    active = eligible(leases, gone)
+    active = [le for le in eligible(leases, gone) if not le.pinned or le.lease_key in expired]
     live_owned = [le for le in active if le.lease_owner and le.lease_key not in expired]
-    load = Counter(le.lease_owner for le in live_owned)
+
+    def holder(le: Lease) -> str | None:
+        return le.handoff_to or le.lease_owner
+
+    load = Counter(holder(le) for le in live_owned)
     workers = set(load) | {me}
     target = math.ceil(len(active) / len(workers)) if active else 0
     need = target - load.get(me, 0)
     if need <= 0:
-        return []
+        return Choice()
     free = [le for le in active if le.lease_owner != me and (not le.lease_owner or le.lease_key in expired)]
     if free:
         rng.shuffle(free)  # spread workers starting together over different leases
-        return free[:need]
-    others = [(n, w) for w, n in load.items() if w != me]
+        return Choice(take=free[:need])
+    others = [(n, w) for w, n in load.items() if w != me and w is not None]
     if not others or max_steal <= 0:
-        return []
+        return Choice()
     most, victim = max(others)
     if most <= target:
-        return []
-    victims = [le for le in live_owned if le.lease_owner == victim]
+        return Choice()
+    victims = [le for le in live_owned if le.lease_owner == victim and le.handoff_to is None]
     rng.shuffle(victims)
-    return victims[: min(need, max_steal, most - target)]
+    return Choice(request=victims[: min(need, max_steal, most - target)])

@@ -4,6 +4,15 @@ shards it holds.
 Expiry is judged on this worker's own clock, as KCL does: a lease owned by another worker
 whose leaseCounter has not changed for ``failover_ms`` is expired. Renewals run every
 failover/3 (the service's loop). Checkpoints are conditional on still owning the lease.
+
+Fencing (one writer per shard at any moment, so a key's writes never go back in time):
+- a steal is a handoff request; the owner sees it at its next renewal, flushes and
+  checkpoints its batch (``handoff_grace``; then it aborts), and only then hands the lease
+  over (``handoffs_due`` / ``hand_off``). A requester whose owner never answers (a KCL
+  worker knows nothing of handoffTo) takes the lease after ``FORCE_AFTER`` failover times.
+- the write deadline: a held lease not renewed for ``WRITE_DEADLINE`` of the failover time
+  may not be written for any more (``may_write``): others can take it at the failover time,
+  so the old owner has stopped well before.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ from consumers.protocols import EndReason
 from gorse_cdc.errors import FatalError
 
 log = logging.getLogger(__name__)
+WRITE_DEADLINE = 0.6  # share of the failover time a lease may go unrenewed and still be written
+HANDOFF_GRACE = 0.5  # share of the failover time an owner has to flush before handing off
+FORCE_AFTER = 3.0  # failover times a requester waits for a handoff before taking the lease
 
 
 class LeaseCoordinator:
@@ -44,6 +56,33 @@ class LeaseCoordinator:
         self._seen: dict[str, tuple[int, float]] = {}  # leaseKey -> (counter, when it changed)
         self.last_balance_at: float | None = None
         self.gone: set[str] = set()  # leases whose shard the stream no longer lists
+        self.renewed_at: dict[str, float] = {}  # held lease -> last successful renew / take
+        self.handoff_requested: dict[str, tuple[str, float]] = {}  # held -> (to whom, seen at)
+        self._requested: dict[str, float] = {}  # leases this worker asked for -> when
+
+    # ---- fencing ------------------------------------------------------------------------------
+    def may_write(self, shard_id: str) -> bool:
+        at = self.renewed_at.get(shard_id)
+        return (
+            shard_id in self.held and at is not None and self.clock() - at <= self.failover_s * WRITE_DEADLINE
+        )
+
+    def handoff_overdue(self, shard_id: str) -> bool:
+        req = self.handoff_requested.get(shard_id)
+        return req is not None and self.clock() - req[1] > self.failover_s * HANDOFF_GRACE
+
+    async def hand_off(self, shard_id: str) -> bool:
+        """Give a held lease (its worker stopped, its last batch checkpointed) to the worker
+        that asked for it."""
+        req = self.handoff_requested.pop(shard_id, None)
+        self.held.pop(shard_id, None)
+        self.renewed_at.pop(shard_id, None)
+        if req is None:
+            return False
+        done = await self.table.hand_off(shard_id, self.worker_id, req[0])
+        message = "lease handed off" if done else "lease handoff lost a race"
+        log.info(message, extra={"shard": shard_id, "to": req[0]})
+        return done
 
     # ---- the table follows the stream ---------------------------------------------------------
     async def sync_shards(self, shards: list[ShardInfo]) -> int:
@@ -83,9 +122,15 @@ class LeaseCoordinator:
                 renewed = await self.table.renew(lease)
                 if key in self.held:  # not ended or dropped meanwhile
                     self.held[key] = renewed
+                    self.renewed_at[key] = self.clock()
+                    if renewed.handoff_to and key not in self.handoff_requested:
+                        log.info("handoff requested", extra={"shard": key, "to": renewed.handoff_to})
+                        self.handoff_requested[key] = (renewed.handoff_to, self.clock())
             except LeaseLostError:
                 log.warning("lease lost", extra={"shard": key})
                 self.held.pop(key, None)
+                self.renewed_at.pop(key, None)
+                self.handoff_requested.pop(key, None)
                 lost.append(key)
         return lost
 
@@ -112,9 +157,30 @@ class LeaseCoordinator:
             else le
             for le in leases
         ]
+        choice = choose_leases(view, self.worker_id, expired, self.max_steal, self.rng, self.gone)
+        for lease in choice.request:
+            if await self.table.request_handoff(lease, self.worker_id):
+                log.info("handoff requested from %s", lease.lease_owner, extra={"shard": lease.lease_key})
+                self._requested[lease.lease_key] = self.clock()
+        now = self.clock()
+        forced = [
+            le
+            for le in leases
+            if le.handoff_to == self.worker_id
+            and le.lease_owner not in (None, self.worker_id)
+            and now - self._requested.setdefault(le.lease_key, now) > self.failover_s * FORCE_AFTER
+        ]
+        for le in forced:
+            log.warning(
+                "owner %s did not hand the lease over in %.0f s: taking it",
+                le.lease_owner,
+                self.failover_s * FORCE_AFTER,
+                extra={"shard": le.lease_key},
+            )
         taken = []
-        for lease in choose_leases(view, self.worker_id, expired, self.max_steal, self.rng, self.gone):
+        for lease in [*choice.take, *forced]:
             original = next(le for le in leases if le.lease_key == lease.lease_key)
+            self._requested.pop(lease.lease_key, None)
             new = await self.table.take(original, self.worker_id)
             if new is None:
                 continue  # another worker was faster
@@ -123,6 +189,7 @@ class LeaseCoordinator:
                 extra={"shard": new.lease_key, "from": original.lease_owner, "checkpoint": new.checkpoint},
             )
             self.held[new.lease_key] = new
+            self.renewed_at[new.lease_key] = self.clock()
             self._seen[new.lease_key] = (new.lease_counter, self.clock())
             taken.append(new)
         self.last_balance_at = self.clock()
@@ -147,12 +214,17 @@ class LeaseCoordinator:
             raise LeaseLostError(shard_id)
         await self.table.mark_ended(shard_id, self.worker_id, list(children))
         await self.table.release(shard_id, self.worker_id)
-        self.held.pop(shard_id, None)
+        self.drop(shard_id)
 
     def drop(self, shard_id: str) -> None:
         self.held.pop(shard_id, None)
+        self.renewed_at.pop(shard_id, None)
+        self.handoff_requested.pop(shard_id, None)
 
     async def release_all(self) -> None:
-        for key in list(self.held):
+        """At shutdown: free (a requester takes a free lease at its next round; handing it
+        over could leave it to a requester that is stopping too)."""
+        handed = {le.lease_key for le in await self.table.list_leases() if le.lease_owner == self.worker_id}
+        for key in sorted(handed | set(self.held)):  # incl. leases handed to us, not yet taken
             await self.table.release(key, self.worker_id)
-            self.held.pop(key, None)
+            self.drop(key)

@@ -33,6 +33,11 @@ class Lease:
     child_shard_ids: frozenset[str] = frozenset()
     starting_hash_key: str = ""
     ending_hash_key: str = ""
+    # not in KCL's schema (KCL leaves unknown attributes alone): a graceful move requested by
+    # the worker named here (consumers.leases.coordinator), and a lease pinned by a replay
+    # (consumers.replay.borrow) that no live worker may request or steal until it expires
+    handoff_to: str | None = None
+    pinned: bool = False
 
     @property
     def ended(self) -> bool:
@@ -59,6 +64,10 @@ class Lease:
             item["startingHashKey"] = {"S": self.starting_hash_key}
         if self.ending_hash_key:
             item["endingHashKey"] = {"S": self.ending_hash_key}
+        if self.handoff_to:
+            item["handoffTo"] = {"S": self.handoff_to}
+        if self.pinned:
+            item["pinned"] = {"BOOL": True}
         return item
 
     @classmethod
@@ -83,4 +92,6 @@ class Lease:
             ss("childShardIds"),
             s("startingHashKey"),
             s("endingHashKey"),
+            s("handoffTo") or None,
+            bool(item.get("pinned", {}).get("BOOL", False)),
         )

@@ -3,7 +3,11 @@
 
 - renew: leaseCounter + 1, if leaseCounter and leaseOwner are still what this worker saw;
 - take:  new owner and leaseCounter + 1, if leaseCounter is still what this worker saw;
-- checkpoint / release: if leaseOwner is still this worker.
+- checkpoint / release: if leaseOwner is still this worker;
+- request_handoff: handoffTo = the requester, if the owner is still who it saw and no other
+  move is pending; hand_off: the owner gives the lease to handoffTo (leaseCounter + 1), if it
+  still owns it. A lease moves between live workers only this way, after the old owner has
+  flushed and checkpointed its batch, so its writes never land after the new owner's.
 
 A failed condition means another worker owns the lease now: LeaseLostError (or None for
 take). The table name is the checkpoint namespace: the replay tool passes its own.
@@ -101,14 +105,15 @@ class LeaseTable:
                 raise LeaseLostError(lease.lease_key) from None
             raise
 
-    async def take(self, lease: Lease, owner: str) -> Lease | None:
+    async def take(self, lease: Lease, owner: str, *, pinned: bool = False) -> Lease | None:
+        """Take a free or expired lease (``pinned``: for a replay, see Lease.pinned)."""
         switches = 0 if lease.lease_owner == owner else 1
         try:
             return await self._update(
                 lease.lease_key,
                 UpdateExpression=(
-                    "SET leaseOwner = :me, leaseCounter = :new, "
-                    "ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :sw"
+                    "SET leaseOwner = :me, leaseCounter = :new, pinned = :pin, "
+                    "ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :sw REMOVE handoffTo"
                 ),
                 ConditionExpression="leaseCounter = :old",
                 ExpressionAttributeValues={
@@ -116,11 +121,48 @@ class LeaseTable:
                     ":new": {"N": str(lease.lease_counter + 1)},
                     ":old": {"N": str(lease.lease_counter)},
                     ":sw": {"N": str(switches)},
+                    ":pin": {"BOOL": pinned},
                 },
             )
         except ClientError as e:
             if _conditional_failed(e):
                 return None
+            raise
+
+    async def request_handoff(self, lease: Lease, requester: str) -> bool:
+        """Ask the owner to flush, checkpoint and hand the lease over; False if the lease
+        changed hands meanwhile or another move is pending."""
+        try:
+            await self.client.update_item(
+                TableName=self.name,
+                Key={"leaseKey": {"S": lease.lease_key}},
+                UpdateExpression="SET handoffTo = :me",
+                ConditionExpression="leaseOwner = :owner AND attribute_not_exists(handoffTo)",
+                ExpressionAttributeValues={":me": {"S": requester}, ":owner": {"S": lease.lease_owner or ""}},
+            )
+            return True
+        except ClientError as e:
+            if _conditional_failed(e):
+                return False
+            raise
+
+    async def hand_off(self, shard_id: str, owner: str, to: str) -> bool:
+        """The owner, its last batch checkpointed, makes ``to`` the owner."""
+        try:
+            await self.client.update_item(
+                TableName=self.name,
+                Key={"leaseKey": {"S": shard_id}},
+                UpdateExpression=(
+                    "SET leaseOwner = :to, leaseCounter = leaseCounter + :one, "
+                    "ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :one REMOVE handoffTo"
+                ),
+                ConditionExpression="leaseOwner = :me AND handoffTo = :to",
+                ExpressionAttributeValues={":one": {"N": "1"}, ":me": {"S": owner}, ":to": {"S": to}},
+            )
+            return True
+        except ClientError as e:
+            if _conditional_failed(e):
+                return False
             raise
 
     async def checkpoint(self, shard_id: str, owner: str, position: str) -> None:
@@ -160,7 +202,7 @@ class LeaseTable:
             await self.client.update_item(
                 TableName=self.name,
                 Key={"leaseKey": {"S": shard_id}},
-                UpdateExpression="REMOVE leaseOwner SET leaseCounter = leaseCounter + :one",
+                UpdateExpression="REMOVE leaseOwner, pinned SET leaseCounter = leaseCounter + :one",
                 ConditionExpression="leaseOwner = :me",
                 ExpressionAttributeValues={":one": {"N": "1"}, ":me": {"S": owner}},
             )

@@ -112,6 +112,7 @@ class InMemoryLeaseTable:
     def __init__(self) -> None:
         self.rows: dict[str, Lease] = {}
         self.checkpoints: list[tuple[str, str, str]] = []  # (shard, owner, position) in order
+        self.handoffs: list[tuple[str, str, str]] = []  # (shard, from, to) in order
 
     async def ensure_table(self) -> None:
         return None
@@ -132,16 +133,40 @@ class InMemoryLeaseTable:
         self.rows[lease.lease_key] = new = row.with_(lease_counter=row.lease_counter + 1)
         return new
 
-    async def take(self, lease: Lease, owner: str) -> Lease | None:
+    async def take(self, lease: Lease, owner: str, *, pinned: bool = False) -> Lease | None:
         row = self.rows[lease.lease_key]
         if row.lease_counter != lease.lease_counter:
             return None
         switches = row.owner_switches_since_checkpoint + (0 if row.lease_owner == owner else 1)
         new = row.with_(
-            lease_owner=owner, lease_counter=row.lease_counter + 1, owner_switches_since_checkpoint=switches
+            lease_owner=owner,
+            lease_counter=row.lease_counter + 1,
+            owner_switches_since_checkpoint=switches,
+            handoff_to=None,
+            pinned=pinned,
         )
         self.rows[lease.lease_key] = new
         return new
+
+    async def request_handoff(self, lease: Lease, requester: str) -> bool:
+        row = self.rows[lease.lease_key]
+        if row.lease_owner != lease.lease_owner or row.handoff_to is not None:
+            return False
+        self.rows[lease.lease_key] = row.with_(handoff_to=requester)
+        return True
+
+    async def hand_off(self, shard_id: str, owner: str, to: str) -> bool:
+        row = self.rows[shard_id]
+        if row.lease_owner != owner or row.handoff_to != to:
+            return False
+        self.rows[shard_id] = row.with_(
+            lease_owner=to,
+            lease_counter=row.lease_counter + 1,
+            handoff_to=None,
+            owner_switches_since_checkpoint=row.owner_switches_since_checkpoint + 1,
+        )
+        self.handoffs.append((shard_id, owner, to))
+        return True
 
     async def checkpoint(self, shard_id: str, owner: str, position: str) -> None:
         row = self.rows[shard_id]
@@ -159,7 +184,7 @@ class InMemoryLeaseTable:
         row = self.rows[shard_id]
         if row.lease_owner != owner:
             return False
-        self.rows[shard_id] = row.with_(lease_owner=None, lease_counter=row.lease_counter + 1)
+        self.rows[shard_id] = row.with_(lease_owner=None, lease_counter=row.lease_counter + 1, pinned=False)
         return True
 
     def force_owner(self, shard_id: str, owner: str) -> None:

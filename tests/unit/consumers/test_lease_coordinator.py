@@ -61,17 +61,79 @@ async def test_a_checkpoint_after_another_owner_took_the_lease_is_refused() -> N
     assert table.rows["shard-0000"].checkpoint == "1001"  # never moved by the old owner
 
 
-async def test_a_new_worker_steals_toward_an_even_share() -> None:
+async def test_a_new_worker_asks_for_leases_and_gets_them_only_after_the_owner_hands_off() -> None:
     stream, table, clock = InMemoryStream(4), InMemoryLeaseTable(), ManualClock()
     a, b = coordinator(table, "a", clock), coordinator(table, "b", clock, steal=1)
     await a.sync_shards(await stream.list_shards())
     assert len(await a.balance()) == 4
-    stolen = await b.balance()
-    assert len(stolen) == 1  # at most max_steal per round
-    assert await a.renew() == [stolen[0].lease_key]
+    assert await b.balance() == []  # a steal is a request, never a take
+    asked = [k for k, row in table.rows.items() if row.handoff_to == "b"]
+    assert len(asked) == 1  # at most max_steal per round
+    assert all(row.lease_owner == "a" for row in table.rows.values())  # a still writes them all
+    assert await a.renew() == []  # nothing lost: a keeps the lease until it has flushed
+    assert list(a.handoff_requested) == asked
+    await a.checkpoint(asked[0], "1001")  # a's worker flushed its batch
+    assert await a.hand_off(asked[0])
+    assert asked[0] not in a.held and not a.may_write(asked[0])
+    taken = await b.balance()
+    assert [le.lease_key for le in taken] == asked and taken[0].checkpoint == "1001"
+    await b.balance()  # the next request
+    second = [k for k, row in table.rows.items() if row.handoff_to == "b"]
+    await a.renew()
+    assert await a.hand_off(second[0])
     await b.balance()
     owners = [row.lease_owner for row in table.rows.values()]
     assert owners.count("b") == 2 and owners.count("a") == 2
+    assert table.handoffs == [(asked[0], "a", "b"), (second[0], "a", "b")]
+
+
+async def test_an_owner_that_never_hands_off_loses_the_lease_after_the_force_time() -> None:
+    stream, table, clock = InMemoryStream(2), InMemoryLeaseTable(), ManualClock()
+    a, b = coordinator(table, "a", clock), coordinator(table, "b", clock)
+    await a.sync_shards(await stream.list_shards())
+    await a.balance()
+    await b.balance()
+    asked = next(k for k, row in table.rows.items() if row.handoff_to == "b")
+    for _ in range(8):  # a renews (alive) but ignores the request, as a KCL worker would
+        clock.advance(3.5)
+        await a.renew()
+        assert await b.balance() == []
+    clock.advance(3.5)  # 31.5 s > FORCE_AFTER x failover
+    assert [le.lease_key for le in await b.balance()] == [asked]
+    assert await a.renew() == [asked]
+
+
+async def test_a_lease_not_renewed_in_time_may_not_be_written_before_others_may_take_it() -> None:
+    stream, table, clock = InMemoryStream(1), InMemoryLeaseTable(), ManualClock()
+    a, b = coordinator(table, "a", clock), coordinator(table, "b", clock)
+    await a.sync_shards(await stream.list_shards())
+    await a.balance()
+    await b.balance()
+    assert a.may_write("shard-0000")
+    clock.advance(5.9)  # renewals failing (DynamoDB unreachable from a)
+    assert a.may_write("shard-0000")
+    clock.advance(0.2)
+    assert not a.may_write("shard-0000")  # 6.1 s: a stops writing ...
+    assert await b.balance() == []  # ... while b may not take it yet
+    clock.advance(4)
+    assert [le.lease_key for le in await b.balance()] == ["shard-0000"]
+
+
+async def test_a_lease_pinned_by_a_replay_is_not_asked_for_until_it_expires() -> None:
+    stream, table, clock = InMemoryStream(2), InMemoryLeaseTable(), ManualClock()
+    a = coordinator(table, "a", clock)
+    await a.sync_shards(await stream.list_shards())
+    await a.balance()
+    a.drop("shard-0000")
+    await table.release("shard-0000", "a")
+    await table.take(table.rows["shard-0000"], "replay", pinned=True)
+    b = coordinator(table, "b", clock)
+    assert await b.balance() == []
+    assert table.rows["shard-0000"].handoff_to is None and table.rows["shard-0001"].handoff_to is None
+    clock.advance(11)  # the replay died: its lease expires like any other
+    await a.renew()  # a is alive
+    assert [le.lease_key for le in await b.balance()] == ["shard-0000"]
+    assert not table.rows["shard-0000"].pinned
 
 
 async def test_a_closed_shard_ends_and_frees_its_children() -> None:

@@ -106,3 +106,47 @@ async def test_an_unexpected_error_fails_the_worker_and_keeps_the_error() -> Non
     assert await w.run() is ShardState.FAILED
     assert isinstance(w.error, RuntimeError)
     assert cps.calls == []
+
+
+async def test_past_the_write_deadline_the_write_in_flight_is_cancelled_and_nothing_checkpointed() -> None:
+    stream = InMemoryStream()
+    stream.put("shard-0000", b"1", b"2")
+    applier, cps = RecordingApplier(), RecordingCheckpoints()
+    applier.gate = asyncio.Event()  # the write hangs (Gorse slow, the lease no longer renewed)
+    renewed = [True]
+    w = ShardWorker(
+        stream.source("shard-0000"),
+        applier,
+        cps,
+        pacer=PollPacer(0.0, min_interval_s=0.0),
+        batch_limit=lambda: 2,
+        metrics=METRICS,
+        may_write=lambda: renewed[0],
+    )
+    run = asyncio.create_task(w.run())
+    await asyncio.sleep(0.05)
+    renewed[0] = False
+    w.abort()  # what the service does once the deadline passed
+    assert await asyncio.wait_for(run, 1) is ShardState.SHUT_DOWN
+    applier.gate.set()
+    await asyncio.sleep(0.01)
+    assert applier.applied == [] and cps.calls == []  # the cancelled write never completed
+
+
+async def test_a_worker_checks_its_write_deadline_before_each_attempt() -> None:
+    stream = InMemoryStream()
+    stream.put("shard-0000", b"1", b"2", b"3")
+    applier, cps = RecordingApplier(), RecordingCheckpoints()
+    calls = iter([True, True, False])  # the deadline passes after the first batch
+    w = ShardWorker(
+        stream.source("shard-0000"),
+        applier,
+        cps,
+        pacer=PollPacer(0.0, min_interval_s=0.0),
+        batch_limit=lambda: 2,
+        metrics=METRICS,
+        may_write=lambda: next(calls, False),
+    )
+    assert await w.run() is ShardState.LEASE_LOST
+    assert [r.data for r in applier.applied] == [b"1", b"2"]
+    assert len(cps.calls) == 1
