@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -173,7 +174,7 @@ class Consumer:
             pacer=PollPacer(self.settings.consumer.idle_pause_ms / 1000),
             batch_limit=self._batch_limit,
             metrics=self.metrics,
-            may_write=lambda key=lease.lease_key: self.coordinator.may_write(key),
+            may_write=functools.partial(self.coordinator.may_write, lease.lease_key),
         )
         task = asyncio.create_task(worker.run(), name=f"shard-{lease.lease_key}")
         task.add_done_callback(lambda _: self._wake.set())

@@ -17,6 +17,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from consumers.kinesis.pacing import PollPacer
 from consumers.leases.lease import LeaseLostError
@@ -68,7 +69,7 @@ class ShardWorker:
         self._shutdown = asyncio.Event()  # stop reading; flush the current batch
         self._abort = False  # lease lost / deadline passed: stop at once, no checkpoint
         self._lost = False
-        self._applying: asyncio.Future[object] | None = None
+        self._applying: asyncio.Future[Any] | None = None
 
     # ---- transitions ---------------------------------------------------------------------------
     def _to(self, new: ShardState, *expected: ShardState) -> None:
@@ -147,9 +148,10 @@ class ShardWorker:
             if batch.records:
                 if self._should_stop():
                     return
-                self._applying = asyncio.ensure_future(self.applier.apply(batch.records, self._should_stop))
+                applying = asyncio.ensure_future(self.applier.apply(batch.records, self._should_stop))
+                self._applying = applying
                 try:
-                    await self._applying
+                    await applying
                 except asyncio.CancelledError:
                     if not self._abort:
                         raise  # the worker itself is cancelled
