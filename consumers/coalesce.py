@@ -16,7 +16,7 @@ every operation one by one in commit order would, with far fewer calls:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gorse_cdc.gorse.models import Feedback, Item, User
@@ -73,63 +73,83 @@ class WritePlan:
         )
 
 
-def _entity_plan(
-    ops: Sequence[tuple[int, Operation]],
-) -> tuple[dict[str, int], dict[str, tuple[int, Operation]]]:
-    """Per entity id: index of the last delete, and the last upsert after it."""
-    last_delete: dict[str, int] = {}
-    last_upsert: dict[str, tuple[int, Operation]] = {}
-    for idx, op in ops:
-        key = op.entity_key[1]
-        if isinstance(op, DeleteUser | DeleteItem):
-            last_delete[key] = idx
-            last_upsert.pop(key, None)
+class PlanBuilder:
+    """Coalesces operations one at a time, in commit order, keeping only each key's final
+    state: memory grows with the number of keys, not of operations (a replay coalesces a whole
+    shard range with it before writing anything)."""
+
+    def __init__(self) -> None:
+        self.operations = 0
+        self._deleted_users: set[str] = set()
+        self._deleted_items: set[str] = set()
+        self._users: dict[str, User] = {}  # the last upsert after the last delete
+        self._items: dict[str, Item] = {}
+        self._feedback: dict[PairKey, tuple[PutFeedback | DeleteFeedback, int]] = {}  # op, ops since wipe
+        self._pairs_of_user: dict[str, set[PairKey]] = {}
+        self._pairs_of_item: dict[str, set[PairKey]] = {}
+
+    def _wipe(self, pairs: set[PairKey] | None) -> None:
+        for pair in pairs or ():
+            self._feedback.pop(pair, None)
+            self._pairs_of_user.get(pair[0], set()).discard(pair)
+            self._pairs_of_item.get(pair[1], set()).discard(pair)
+
+    def add(self, op: Operation) -> None:
+        self.operations += 1
+        if isinstance(op, UpsertUser):
+            self._users[op.user.user_id] = op.user
+        elif isinstance(op, DeleteUser):
+            self._deleted_users.add(op.user_id)
+            self._users.pop(op.user_id, None)
+            self._wipe(self._pairs_of_user.pop(op.user_id, None))
+        elif isinstance(op, UpsertItem):
+            self._items[op.item.item_id] = op.item
+        elif isinstance(op, DeleteItem):
+            self._deleted_items.add(op.item_id)
+            self._items.pop(op.item_id, None)
+            self._wipe(self._pairs_of_item.pop(op.item_id, None))
         else:
-            last_upsert[key] = (idx, op)
-    return last_delete, last_upsert
+            pair = (op.entity_key[1], op.entity_key[2])
+            prev = self._feedback.get(pair)
+            self._feedback[pair] = (op, prev[1] + 1 if prev else 1)
+            self._pairs_of_user.setdefault(pair[0], set()).add(pair)
+            self._pairs_of_item.setdefault(pair[1], set()).add(pair)
+
+    def extend(self, operations: Iterable[Operation]) -> PlanBuilder:
+        for op in operations:
+            self.add(op)
+        return self
+
+    @property
+    def keys(self) -> int:
+        return (
+            len(self._deleted_users | self._users.keys())
+            + len(self._deleted_items | self._items.keys())
+            + len(self._feedback)
+        )
+
+    def build(self) -> WritePlan:
+        plan = WritePlan()
+        plan.delete_users = sorted(self._deleted_users)
+        plan.delete_items = sorted(self._deleted_items)
+        for uid, user in sorted(self._users.items()):
+            plan.upsert_users[uid] = user
+            plan.liked_users.add(uid)
+        for iid, item in sorted(self._items.items()):
+            plan.upsert_items[iid] = item
+        for (uid, iid), (last, alive) in sorted(self._feedback.items()):
+            if isinstance(last, PutFeedback):
+                plan.put_feedback[(uid, iid)] = last.feedback
+                if not (last.fresh and alive == 1):  # an insert alone needs no stale deletes
+                    plan.stale_feedback.extend((t, uid, iid) for t in last.stale_types)
+            else:
+                plan.delete_feedback.append((uid, iid))
+            plan.liked_users.add(uid)
+        # a user deleted and not re-inserted has no liked labels to keep
+        plan.liked_users -= {u for u in self._deleted_users if u not in self._users}
+        return plan
 
 
 def coalesce(operations: Iterable[Operation]) -> WritePlan:
     """``operations``: every operation of a batch, in commit order."""
-    users: list[tuple[int, Operation]] = []
-    items: list[tuple[int, Operation]] = []
-    feedback: dict[PairKey, list[tuple[int, PutFeedback | DeleteFeedback]]] = {}
-    for idx, op in enumerate(operations):
-        if isinstance(op, UpsertUser | DeleteUser):
-            users.append((idx, op))
-        elif isinstance(op, UpsertItem | DeleteItem):
-            items.append((idx, op))
-        else:
-            pair = (op.entity_key[1], op.entity_key[2])
-            feedback.setdefault(pair, []).append((idx, op))
-
-    plan = WritePlan()
-    user_deleted_at, user_upsert = _entity_plan(users)
-    item_deleted_at, item_upsert = _entity_plan(items)
-    plan.delete_users = sorted(user_deleted_at)
-    plan.delete_items = sorted(item_deleted_at)
-    for uid, (_, op) in sorted(user_upsert.items()):
-        assert isinstance(op, UpsertUser)
-        plan.upsert_users[uid] = op.user
-        plan.liked_users.add(uid)
-    for iid, (_, op) in sorted(item_upsert.items()):
-        assert isinstance(op, UpsertItem)
-        plan.upsert_items[iid] = op.item
-
-    for (uid, iid), fops in sorted(feedback.items()):
-        wiped_at = max(user_deleted_at.get(uid, -1), item_deleted_at.get(iid, -1))
-        alive = [op for idx, op in fops if idx > wiped_at]
-        if not alive:
-            continue
-        last = alive[-1]
-        if isinstance(last, PutFeedback):
-            plan.put_feedback[(uid, iid)] = last.feedback
-            if not (last.fresh and len(alive) == 1):  # an insert alone needs no stale deletes
-                plan.stale_feedback.extend((t, uid, iid) for t in last.stale_types)
-        else:
-            plan.delete_feedback.append((uid, iid))
-        plan.liked_users.add(uid)
-
-    # a user deleted and not re-inserted has no liked labels to keep
-    plan.liked_users -= {u for u in user_deleted_at if u not in user_upsert}
-    return plan
+    return PlanBuilder().extend(operations).build()

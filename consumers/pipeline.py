@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from consumers.coalesce import coalesce
+from consumers.coalesce import PlanBuilder, WritePlan, coalesce
 from consumers.deadletter import DeadLetter
 from consumers.metrics import Metrics
 from consumers.protocols import DeadLetterStore, Sink
@@ -163,6 +163,28 @@ class BatchApplier:
         self.metrics.batch_size.observe(len(records))
         good, outcome = self.decode(records)
         await self._write(good, outcome, should_stop)
+        await self._settle_letters(outcome, should_stop)
+        return outcome
+
+    async def collect(
+        self, records: Sequence[ShardRecord], builder: PlanBuilder, should_stop: Callable[[], bool]
+    ) -> BatchOutcome:
+        """Decode and map a batch into ``builder`` (a replay's whole-range plan) instead of
+        writing it; undecodable records are dead-lettered now, as ``apply`` would."""
+        good, outcome = self.decode(records)
+        for d in good:
+            builder.extend(d.ops)
+        outcome.applied += len(good)
+        await self._settle_letters(outcome, should_stop)
+        return outcome
+
+    async def write_plan(self, plan: WritePlan, should_stop: Callable[[], bool]) -> None:
+        """Write a coalesced plan, retried like a batch. A refusal of its content cannot be
+        pinned on one record here: PermanentRecordError propagates."""
+        if not plan.empty:
+            await self._retrying(lambda: self.sink.write(plan), should_stop)
+
+    async def _settle_letters(self, outcome: BatchOutcome, should_stop: Callable[[], bool]) -> None:
         if outcome.dead_letters:
             await self._retrying(lambda: self.dead_letters.put(outcome.dead_letters), should_stop)
             for d in outcome.dead_letters:
@@ -178,7 +200,6 @@ class BatchApplier:
                         "operation": d.operation,
                     },
                 )
-        return outcome
 
     async def _write(
         self, good: list[Decoded], outcome: BatchOutcome, should_stop: Callable[[], bool]

@@ -1,5 +1,9 @@
 """Runs a replay: Kinesis shards (parents before children), the S3 archive or the dead-letter
-store, through the shared applier, rate-limited, with progress per shard and a summary."""
+store, through the shared applier, rate-limited, with progress per shard and a summary.
+
+A Kinesis replay never sets a key back (consumers.replay.borrow): beside a live consumer it
+borrows each shard's lease, reads only up to the live checkpoint, coalesces the whole range
+and writes each key's final state once, then hands the lease back at that checkpoint."""
 
 from __future__ import annotations
 
@@ -7,27 +11,32 @@ import asyncio
 import contextlib
 import logging
 import sys
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
 from tqdm import tqdm
 
-from consumers.coalesce import WritePlan
+from consumers.coalesce import PlanBuilder, WritePlan
 from consumers.kinesis.pacing import PollPacer
 from consumers.kinesis.reader import ShardReader, StartPosition
 from consumers.kinesis.shards import list_shards
+from consumers.leases.table import LeaseTable
 from consumers.metrics import Metrics
-from consumers.pipeline import BatchOutcome
-from consumers.protocols import Applier, CheckpointStore
+from consumers.pipeline import BatchApplier, BatchOutcome
+from consumers.protocols import Applier
 from consumers.records import ShardRecord
 from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
+from consumers.replay.borrow import LeaseBorrow, live_stop
 from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
 from consumers.replay.plan import RecordFilter, ReplaySummary, StopPoint, shard_waves
 from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
-from consumers.replay.shards import BoundedSource, FilteredApplier, NoCheckpoints
+from consumers.replay.shards import BoundedSource, CoalescingApplier, FilteredApplier, NoCheckpoints
 from consumers.shard_worker import ShardState, ShardWorker
 from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, open_clients
-from gorse_cdc.retry import RateLimiter
+from gorse_cdc.retry import RateLimiter, error_code
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +119,30 @@ class Replay:
         return cps
 
     # ---- Kinesis ------------------------------------------------------------------------------
+    async def _borrow(self, clients: Clients) -> LeaseBorrow | None:
+        """The live consumer's leases, to borrow; None when no live consumer has a lease
+        table (nothing else writes the stream's keys: the replay reads to its stop point)."""
+        s = self.settings
+        if self.dry_run:
+            return None
+        try:
+            await clients.dynamodb.describe_table(TableName=s.leases.table)
+        except ClientError as e:
+            if error_code(e) != "ResourceNotFoundException":
+                raise
+            log.info("no live lease table %s: replaying without borrowing leases", s.leases.table)
+            return None
+        waiting: set[str] = set()
+
+        def on_wait(shard: str, owner: str) -> None:
+            if shard not in waiting:
+                waiting.add(shard)
+                tqdm.write(f"{shard}: waiting for the live consumer {owner or ''} to hand the lease over")
+
+        owner = f"replay:{self.job}:{uuid.uuid4().hex[:6]}"
+        table = LeaseTable(clients.dynamodb, s.leases.table)
+        return LeaseBorrow(table, owner, s.leases.failover_ms / 1000, on_wait=on_wait)
+
     async def kinesis(
         self,
         start: StartPosition,
@@ -122,11 +155,14 @@ class Replay:
         async with contextlib.AsyncExitStack() as stack:
             clients = await open_clients(stack, self.settings, self.metrics)
             cps = await self._checkpoints(clients)
-            applier = self._applier(clients, stream)
+            borrow = await self._borrow(clients)
+            if borrow is not None:
+                renewing = asyncio.create_task(borrow.keep_renewed())
+                stack.callback(renewing.cancel)
             waves = shard_waves(await list_shards(clients.kinesis, stream), shards)
             for wave in waves:
                 await asyncio.gather(
-                    *(self._shard(clients, cps, applier, stream, s, start, stop, started_at) for s in wave)
+                    *(self._shard(clients, cps, borrow, stream, s, start, stop, started_at) for s in wave)
                 )
                 if self._stop.is_set():
                     break
@@ -136,25 +172,57 @@ class Replay:
         self,
         clients: Clients,
         cps: ReplayCheckpoints,
-        applier: Applier,
+        borrow: LeaseBorrow | None,
         stream: str,
         shard: str,
         start: StartPosition,
         stop: StopPoint,
         started_at: datetime,
     ) -> None:
-        """One shard through the live consumer's ShardWorker, with the replay's seams."""
-        position = await cps.position(shard)
-        if is_finished(position):
+        if is_finished(await cps.position(shard)):
             log.info("shard already replayed by job %s", self.job, extra={"shard": shard})
             return
-        begin = StartPosition("AFTER_SEQUENCE_NUMBER", position) if position else start
-        reader = ShardReader(clients.kinesis, stream, shard, begin, self.metrics)
-        checkpoints: CheckpointStore = NoCheckpoints() if self.dry_run else cps
+        lease = await borrow.acquire(shard) if borrow is not None else None
+        try:
+            if borrow is not None:
+                live = live_stop(lease)
+                if live == "":
+                    log.info("the live consumer applied nothing on this shard yet", extra={"shard": shard})
+                    await cps.finished(shard)
+                    return
+                if live is not None:  # never past what the live consumer applied
+                    cap = min(int(live), int(stop.sequence_number or live))
+                    stop = replace(stop, sequence_number=str(cap), at_tip=False)
+            await self._replay_shard(clients, cps, borrow, stream, shard, start, stop, started_at)
+        finally:
+            if borrow is not None and shard in borrow.held:
+                await borrow.release(shard)
+
+    async def _replay_shard(
+        self,
+        clients: Clients,
+        cps: ReplayCheckpoints,
+        borrow: LeaseBorrow | None,
+        stream: str,
+        shard: str,
+        start: StartPosition,
+        stop: StopPoint,
+        started_at: datetime,
+    ) -> None:
+        """Read the range through the live consumer's ShardWorker into one coalesced plan,
+        then write each key's final state once."""
+        sink = DryRunSink() if self.dry_run else None
+        dead = CollectingStore() if self.dry_run else None
+        inner = build_applier(
+            self.settings, clients, self.metrics, source_name=stream, sink=sink, dead_letters=dead
+        )
+        builder = PlanBuilder()
+        applier = FilteredApplier(CoalescingApplier(inner, builder), self.filter, self.limiter, self.summary)
+        reader = ShardReader(clients.kinesis, stream, shard, start, self.metrics)
         worker = ShardWorker(
             BoundedSource(reader, stop, started_at, self._bar(shard)),
             applier,
-            checkpoints,
+            NoCheckpoints(),  # nothing is written before the range is read: nothing to resume
             pacer=PollPacer(0.0),
             batch_limit=lambda: self.settings.replay.batch_size,
             metrics=self.metrics,
@@ -167,6 +235,18 @@ class Replay:
         if state is ShardState.FAILED:
             assert worker.error is not None
             raise worker.error
+        if state is not ShardState.SHARD_ENDED:
+            log.warning("replay stopped before the end of the range: nothing written", extra={"shard": shard})
+            return
+        plan = builder.build()
+        tqdm.write(f"{shard}: {builder.operations} changes coalesced into {plan.size()} writes")
+        write = self._write_plan(inner, plan)
+        await (borrow.guarded(shard, write) if borrow is not None and shard in borrow.held else write)
+        if not self.dry_run:
+            await cps.finished(shard)
+
+    async def _write_plan(self, inner: BatchApplier, plan: WritePlan) -> None:
+        await inner.write_plan(plan, self._stop.is_set)
 
     # ---- S3 archive -----------------------------------------------------------------------------
     async def archive(

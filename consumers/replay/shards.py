@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from consumers.pipeline import BatchOutcome
+from consumers.coalesce import PlanBuilder
+from consumers.pipeline import BatchApplier, BatchOutcome
 from consumers.protocols import Applier, EndReason, RecordSource
 from consumers.records import RecordBatch, ShardRecord
 from consumers.replay.plan import CatchUpEta, RecordFilter, ReplaySummary, StopPoint
@@ -105,3 +106,15 @@ class FilteredApplier:
         s.skipped += outcome.skipped
         s.dead_lettered += len(outcome.dead_letters)
         return outcome
+
+
+class CoalescingApplier:
+    """The Applier of a Kinesis replay: records are decoded and mapped into one PlanBuilder
+    for the whole range (bad records dead-lettered at once); the runner writes the plan."""
+
+    def __init__(self, inner: BatchApplier, builder: PlanBuilder) -> None:
+        self.inner = inner
+        self.builder = builder
+
+    async def apply(self, records: Sequence[ShardRecord], should_stop: Callable[[], bool]) -> BatchOutcome:
+        return await self.inner.collect(records, self.builder, should_stop)

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 import orjson
+import psycopg
 
 from consumers.kinesis.reader import StartPosition
 from consumers.replay.plan import RecordFilter, StopPoint
@@ -20,6 +22,8 @@ from consumers.verify import render, verify
 from entrypoints.stack.components import Stack
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.settings import Settings
+from producers.activity import run_activity
+from producers.dms.runner import run_dms
 from tests.integration.consumers.conftest import drained, leases, running_consumer
 
 TRIM = StartPosition("TRIM_HORIZON")
@@ -94,20 +98,14 @@ def _env(s: Settings) -> dict[str, str]:
 
 
 def test_killed_replay_resumes_and_loses_nothing(history: Settings, tmp_path: Path) -> None:
+    """A replay writes each shard's coalesced range once it is read: killed before, it wrote
+    nothing of that shard; run again it starts the shard over and ends equal."""
     Stack(history).reset_gorse()
     argv = [sys.executable, "-m", "entrypoints.cli", "replay", "kinesis", "--rate", "600", "--no-progress"]
     log = (tmp_path / "replay.log").open("ab")
     proc = subprocess.Popen(argv, env=_env(history), stdout=log, stderr=log)
-    table = history.replay.table
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait for a first checkpoint, then kill -9
-        cps = [
-            x for x in leases(history, table) if x.lease_key.startswith("killed/") and x.checkpoint.isdigit()
-        ]
-        if cps:
-            break
-        time.sleep(0.2)
-    assert cps, (tmp_path / "replay.log").read_text()
+    time.sleep(2.5)  # ~1,500 of the history's records read at 600/s
+    assert proc.poll() is None, (tmp_path / "replay.log").read_text()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     drift = asyncio.run(verify(history))
@@ -138,23 +136,78 @@ def last_sequences(settings: Settings) -> dict[str, str]:
     return out
 
 
-async def test_replay_beside_live_consumer_leaves_its_checkpoints(history: Settings) -> None:
+async def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.3)
+
+
+async def test_replay_beside_live_consumer_borrows_and_returns_its_leases(history: Settings) -> None:
     Stack(history).reset_gorse()
     tips = last_sequences(history)
-    async with running_consumer(history):
-        deadline = time.monotonic() + 120
-        while not drained(history, history.leases.table, tips):
-            assert time.monotonic() < deadline, leases(history, history.leases.table)
-            await asyncio.sleep(0.3)
-        before = {x.lease_key: (x.checkpoint, x.lease_owner) for x in leases(history, history.leases.table)}
+    table = history.leases.table
+    async with running_consumer(history) as live:
+        await wait_for(lambda: drained(history, table, tips), f"not drained: {leases(history, table)}")
+        before = {x.lease_key: x.checkpoint for x in leases(history, table)}
         await Replay(job(history, "beside"), progress=False).kinesis(TRIM, StopPoint())
-        await asyncio.sleep(1.0)  # the consumer keeps polling meanwhile
-        after = {x.lease_key: (x.checkpoint, x.lease_owner) for x in leases(history, history.leases.table)}
-    assert after == before
+        # the live consumer takes its leases back, at the checkpoints it had
+        await wait_for(lambda: len(live.coordinator.held) == len(tips), "leases not taken back", 30)
+        after = leases(history, table)
+    assert {x.lease_key: x.checkpoint for x in after} == before
+    assert {x.lease_owner for x in after} == {live.worker_id} and not any(x.pinned for x in after)
     replay_rows = {x.lease_key for x in leases(history, history.replay.table)}
     assert {f"beside/{s}" for s in tips} <= replay_rows
     drift = await verify(history)
     assert drift.total == 0, render(drift)
+
+
+def heaviest_user(settings: Settings) -> int:
+    with psycopg.connect(settings.source_dsn) as conn:
+        row = conn.execute(
+            "SELECT user_id FROM ratings GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def erase(settings: Settings, user_id: int) -> None:
+    with psycopg.connect(settings.source_dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("DELETE FROM ratings WHERE user_id = %s", (user_id,))
+        conn.execute("DELETE FROM users WHERE user_id = %s", (user_id,))
+
+
+async def test_a_replay_from_trim_horizon_during_an_erasure_never_brings_the_user_back(
+    history: Settings,
+) -> None:
+    """The operation that resurrected an erased user: Gorse rebuilt by a replay from
+    TRIM_HORIZON while the live consumer runs and the database keeps changing (activity, and
+    the user with the most ratings erased mid-replay). After both: Gorse equals the database
+    and the erased user has no trace."""
+    Stack(history).reset_gorse()
+    table = history.leases.table
+    victim = heaviest_user(history)
+    async with running_consumer(history):
+        tips = last_sequences(history)
+        await wait_for(lambda: drained(history, table, tips), f"not drained: {leases(history, table)}")
+        replay = asyncio.create_task(
+            Replay(job(history, "erasure"), rate=800, progress=False).kinesis(TRIM, StopPoint())
+        )
+        await asyncio.sleep(1.0)
+
+        def change_the_database() -> None:
+            erase(history, victim)
+            run_activity(history, changes=300, seed=21)
+            run_dms(history, until_idle=True, idle_s=1.0)
+
+        await asyncio.gather(replay, asyncio.to_thread(change_the_database))
+        tips = last_sequences(history)
+        await wait_for(lambda: drained(history, table, tips), f"not drained: {leases(history, table)}")
+    drift = await verify(history)
+    assert drift.total == 0, render(drift)
+    async with GorseClient.from_settings(history) as g:
+        assert await g.get_user(str(victim)) is None
+        assert not [f for f in await g.export_feedback() if f.user_id == str(victim)]
 
 
 async def test_dead_letters_redriven_after_the_fix(history: Settings, tmp_path: Path) -> None:
