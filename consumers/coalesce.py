@@ -26,6 +26,7 @@ from gorse_cdc.mapping.ops import (
     DeleteUser,
     Operation,
     PutFeedback,
+    RefreshLiked,
     UpsertItem,
     UpsertUser,
 )
@@ -47,6 +48,9 @@ class WritePlan:
     stale_feedback: list[tuple[str, str, str]] = field(default_factory=list)  # (type, user, item)
     delete_feedback: list[PairKey] = field(default_factory=list)
     liked_users: set[str] = field(default_factory=set)
+    # items changed on other shards, told by RefreshLiked records: read fresh before the liked
+    # labels are recomputed (the values are the ones told, for diagnosis)
+    item_values: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -59,6 +63,7 @@ class WritePlan:
             or self.stale_feedback
             or self.delete_feedback
             or self.liked_users
+            or self.item_values
         )
 
     def size(self) -> int:
@@ -87,6 +92,8 @@ class PlanBuilder:
         self._feedback: dict[PairKey, tuple[PutFeedback | DeleteFeedback, int]] = {}  # op, ops since wipe
         self._pairs_of_user: dict[str, set[PairKey]] = {}
         self._pairs_of_item: dict[str, set[PairKey]] = {}
+        self._refresh: set[str] = set()
+        self._item_values: dict[str, tuple[str, ...] | None] = {}
 
     def _wipe(self, pairs: set[PairKey] | None) -> None:
         for pair in pairs or ():
@@ -108,6 +115,9 @@ class PlanBuilder:
             self._deleted_items.add(op.item_id)
             self._items.pop(op.item_id, None)
             self._wipe(self._pairs_of_item.pop(op.item_id, None))
+        elif isinstance(op, RefreshLiked):
+            self._refresh.add(op.user_id)
+            self._item_values.update(op.items)
         else:
             pair = (op.entity_key[1], op.entity_key[2])
             prev = self._feedback.get(pair)
@@ -145,6 +155,8 @@ class PlanBuilder:
             else:
                 plan.delete_feedback.append((uid, iid))
             plan.liked_users.add(uid)
+        plan.liked_users |= self._refresh
+        plan.item_values = dict(self._item_values)
         # a user deleted and not re-inserted has no liked labels to keep
         plan.liked_users -= {u for u in self._deleted_users if u not in self._users}
         return plan

@@ -25,6 +25,7 @@ from consumers.deadletter import DeadLetter
 from consumers.metrics import Metrics
 from consumers.protocols import DeadLetterStore, Sink
 from consumers.records import ShardRecord
+from consumers.refresh import decode_refresh
 from gorse_cdc.dms.record import decode_record
 from gorse_cdc.errors import GorseFatalError, GorseRetriableError, PermanentRecordError
 from gorse_cdc.mapping import Mapper
@@ -113,6 +114,10 @@ class BatchApplier:
         outcome = BatchOutcome()
         for rec in records:
             table = operation = None
+            refresh = decode_refresh(rec.data)
+            if refresh is not None:
+                good.append(Decoded(rec, "gorse-cdc", "refresh", [refresh], None))
+                continue
             try:
                 dms = decode_record(rec.data)
                 table, operation = dms.table or None, dms.operation

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +23,15 @@ from consumers.leases.table import LeaseTable
 from consumers.metrics import Metrics
 from consumers.pipeline import BatchApplier
 from consumers.protocols import DeadLetterStore, RecordSource, Sink
+from consumers.refresh import RefreshPublisher
 from consumers.service import Consumer, ConsumerParts
 from consumers.sink.gorse_sink import GorseSink
 from consumers.sink.item_cache import ItemLabelCache
 from gorse_cdc.gorse.client import GorseClient
 from gorse_cdc.mapping import Mapper, load_spec
 from gorse_cdc.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def build_mapper(settings: Settings) -> Mapper:
@@ -82,7 +86,29 @@ def gorse_sink(settings: Settings, clients: Clients, mapper: Mapper) -> GorseSin
         concurrency=c.gorse_concurrency,
         cache=cache,
         demographics_ttl_s=c.item_cache_ttl_s,
+        publisher=refresh_publisher(settings, clients, mapper),
+        retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired
     )
+
+
+def refresh_publisher(settings: Settings, clients: Clients, mapper: Mapper) -> RefreshPublisher | None:
+    """Refresh records reach a user's shard only if users are partitioned by their id (as the
+    seed's mapping does); otherwise likers are written directly (see consumers.refresh)."""
+    users, feedback = mapper.spec.table_for("user"), mapper.spec.table_for("feedback")
+    if not users or users[1].user is None or mapper.liked_feedback_type is None:
+        return None
+    by_user = [(users[0], users[1].partition_key, users[1].user.id)]
+    if feedback and feedback[1].feedback is not None:
+        by_user.append((feedback[0], feedback[1].partition_key, feedback[1].feedback.user))
+    for name, partition_key, user_column in by_user:
+        if partition_key != user_column:
+            log.warning(
+                "table %s is partitioned by %s, not by the user id: genre edits refresh likers directly",
+                name,
+                partition_key,
+            )
+            return None
+    return RefreshPublisher(clients.kinesis, settings.kinesis.stream_name)
 
 
 def build_applier(
@@ -116,6 +142,8 @@ async def open_consumer(settings: Settings, metrics: Metrics | None = None) -> A
         clients = await open_clients(stack, s, metrics)
         sink = gorse_sink(s, clients, build_mapper(s))
         applier = build_applier(s, clients, metrics, source_name=stream, sink=sink)
+        retells = asyncio.create_task(sink.run_retells(), name="retell-likers")
+        stack.callback(retells.cancel)
         consumer_arn = None
         if s.consumer.enhanced_fan_out:
             consumer_arn = await ensure_stream_consumer(
@@ -141,7 +169,7 @@ async def open_consumer(settings: Settings, metrics: Metrics | None = None) -> A
             source_for=source_for,
             applier=applier,
             gorse_ready=gorse_ready,
-            on_shards_taken=sink.liked.forget,
+            on_shards_taken=sink.shards_taken,
             blocked=lambda: applier.blocked,
         )
         yield Consumer(s, parts, metrics=metrics)

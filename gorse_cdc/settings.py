@@ -122,7 +122,11 @@ class ConsumerSettings(BaseModel):
     metrics_host: str = Field("127.0.0.1", description="0.0.0.0 in containers (the images set it)")
     shutdown_timeout_s: float = 20.0
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
-    item_cache_ttl_s: float = Field(60.0, gt=0, description="bounds staleness of another worker's edit")
+    item_cache_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        description="bounds staleness of another worker's edit; its likers are told again after it",
+    )
 
 
 class ReplaySettings(BaseModel):

@@ -3,17 +3,28 @@ consumers.coalesce.WritePlan). Every call is idempotent (upserts, PUT feedback, 
 plan that failed half-way is simply executed again.
 
 Genre edits: when an UpsertItem changes the item's liked-labels source values (or an item is
-deleted), the users who liked it are refreshed too. Those users' own shards may write them at
-the same time on another worker: see consumers.sink.liked for the race and its backstop.
+deleted), the users who liked it are refreshed too: through refresh records on their own
+shards when a publisher is wired (consumers.refresh: one writer per user), else (one process,
+tests) written here directly.
+
+The re-tell: a user who likes an edited item within the item-cache TTL of the edit, on a
+worker that cached the item's old values, is not among the likers told at the edit and
+computes their labels from the old values. So every edit is told a second time, once every
+cache entry older than the edit has expired (``retell_due``, run by the live consumer every
+second): the likers of that moment, with the new values. (Kept in memory: a worker that dies
+inside that window leaves it to the nightly reconcile.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from consumers.coalesce import WritePlan
+from consumers.refresh import RefreshPublisher, Values
 from consumers.sink.item_cache import ItemLabelCache
 from consumers.sink.liked import LikedLabelsWriter
 from gorse_cdc.errors import GorsePermanentError, PermanentRecordError
@@ -22,6 +33,7 @@ from gorse_cdc.gorse.client import chunks
 from gorse_cdc.mapping import Mapper
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 UNKNOWN = ("<not known to this worker>",)  # never equal to an item's label values
 
 
@@ -61,11 +73,18 @@ class GorseSink:
         concurrency: int = 8,
         cache: ItemLabelCache | None = None,
         demographics_ttl_s: float = 60.0,
+        publisher: RefreshPublisher | None = None,
+        retell_after_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.publisher = publisher
+        self.retell_after_s = retell_after_s
+        self._clock = clock
+        self._retell: dict[str, tuple[float, Values]] = {}  # item -> (when, its new values)
         self.client = client
         self.mapper = mapper
         self.concurrency = concurrency
-        self.cache = cache or ItemLabelCache(client, mapper, concurrency=concurrency)
+        self.cache = cache if cache is not None else ItemLabelCache(client, mapper, concurrency=concurrency)
         self.liked = LikedLabelsWriter(client, mapper, self.cache, concurrency, ttl_s=demographics_ttl_s)
         self._batch = client.batch_size
         self._owed: set[str] = set()  # items whose likers' refresh a failed plan still owes
@@ -73,25 +92,24 @@ class GorseSink:
     def _batches(self, rows: Sequence[T]) -> list[Sequence[T]]:
         return list(chunks(rows, self._batch))
 
-    async def _likers(self, item_ids: Iterable[str]) -> set[str]:
+    async def _likers(self, item_values: dict[str, Values]) -> dict[str, dict[str, Values]]:
+        """user -> {item they liked: its new label values} for the given items."""
         ftype = self.mapper.liked_feedback_type
-        ids = list(item_ids)
-        if ftype is None or not ids:
-            return set()
-        users: set[str] = set()
+        if ftype is None or not item_values:
+            return {}
+        users: dict[str, dict[str, Values]] = {}
 
         async def fetch(item_id: str) -> None:
-            users.update(f.user_id for f in await self.client.item_feedback(item_id, ftype))
+            for f in await self.client.item_feedback(item_id, ftype):
+                users.setdefault(f.user_id, {})[item_id] = item_values[item_id]
 
-        await run_all([lambda i=i: fetch(i) for i in ids], self.concurrency)  # type: ignore[misc]
+        await run_all([lambda i=i: fetch(i) for i in sorted(item_values)], self.concurrency)  # type: ignore[misc]
         return users
 
     async def write(self, plan: WritePlan) -> None:
         c, limit = self.client, self.concurrency
-        refresh: set[str] = set()
         # 1. entity deletes (Gorse also drops their feedback)
-        if plan.delete_items:
-            refresh |= await self._likers(plan.delete_items)
+        refresh = await self._likers(dict.fromkeys(plan.delete_items))
         async with self.liked.locks.hold(plan.delete_users):  # no refresh may interleave
             await run_all(
                 [lambda u=u: _ignore_404(c.delete_user(u)) for u in plan.delete_users]
@@ -111,14 +129,20 @@ class GorseSink:
         if items:
             before = self.cache.known(plan.upsert_items)
             await run_all([lambda b=b: c.upsert_items(b) for b in self._batches(items)], limit)  # type: ignore[misc]
-            changed = []
+            changed: dict[str, Values] = {}
             for item in items:
                 values = tuple(self.mapper.item_label_values(item.labels))
                 if item.item_id in self._owed or before.get(item.item_id, UNKNOWN) != values:
-                    changed.append(item.item_id)
+                    changed[item.item_id] = values
                     self._owed.add(item.item_id)
                 self.cache.put(item.item_id, values)
-            refresh |= await self._likers(changed)
+            for user, liked in (await self._likers(changed)).items():
+                refresh.setdefault(user, {}).update(liked)
+            if self.publisher is not None:
+                due = self._clock() + self.retell_after_s
+                self._retell.update({i: (due, v) for i, v in changed.items()})
+        for item_id in plan.item_values:  # edited on another shard: read them fresh from Gorse
+            self.cache.invalidate(item_id)
         # 3. feedback (PUT: idempotent)
         feedback = list(plan.put_feedback.values())
         await run_all([lambda b=b: c.put_feedback(b) for b in self._batches(feedback)], limit)  # type: ignore[misc]
@@ -133,13 +157,49 @@ class GorseSink:
         # 5. users: demographics + recomputed liked labels; users refreshed because of an item
         # (their own shard may be elsewhere) are only patched, never created
         await self._write_users(sorted(plan.liked_users), plan)
-        others = sorted(refresh - plan.liked_users)
-        if others and self.mapper.liked_feedback_type is not None:
-            await run_all(
-                [lambda g=g: self.liked.write(g, {}, patch_only=True) for g in self._batches(others)],  # type: ignore[misc]
-                max(1, self.concurrency // 4),
-            )
-        self._owed.difference_update(plan.upsert_items)  # every refresh is written
+        await self._refresh_likers(refresh, plan)
+        self._owed.difference_update(plan.upsert_items)  # every refresh is written or published
+
+    def shards_taken(self) -> None:
+        """This worker now writes other users: forget what may be older than what their
+        previous owner knew (remembered demographics, cached item values)."""
+        self.liked.forget()
+        self.cache.clear()
+
+    async def retell_due(self) -> int:
+        """Tell the likers of items edited ``retell_after_s`` ago again; returns how many."""
+        now = self._clock()
+        due = {i: v for i, (when, v) in self._retell.items() if when <= now}
+        if not due or self.publisher is None:
+            return 0
+        likers = await self._likers(due)
+        if likers:
+            await self.publisher.publish(likers)
+        for i in due:
+            if self._retell.get(i, (0.0, None))[0] <= now:
+                del self._retell[i]
+        return len(likers)
+
+    async def run_retells(self, interval_s: float = 1.0) -> None:
+        """The live consumer's background task; failures are retried at the next tick."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.retell_due()
+            except Exception as e:  # Gorse or Kinesis busy: the entries stay due
+                log.warning("re-telling likers of edited items failed, retrying: %s", e)
+
+    async def _refresh_likers(self, refresh: dict[str, dict[str, Values]], plan: WritePlan) -> None:
+        if not refresh or self.mapper.liked_feedback_type is None:
+            return
+        if self.publisher is not None:
+            await self.publisher.publish(refresh)
+            return
+        others = sorted(set(refresh) - plan.liked_users)  # no publisher: written here
+        await run_all(
+            [lambda g=g: self.liked.write(g, {}, patch_only=True) for g in self._batches(others)],  # type: ignore[misc]
+            max(1, self.concurrency // 4),
+        )
 
     async def _drop_orphan_items(self, item_ids: set[str]) -> None:
         """Delete items that exist only because Gorse auto-inserted them for feedback that is

@@ -69,6 +69,12 @@ class ItemLabelCache:
         if item_id in self._pending:
             self._dirty.add(item_id)
 
+    def clear(self) -> None:
+        """Forget everything (this worker took shards: what it cached may predate edits whose
+        refresh records their previous owner consumed). Fetches in flight store nothing."""
+        self._entries.clear()
+        self._dirty.update(self._pending)
+
     async def _fetch(self, item_id: str) -> Values:
         self._pending[item_id] = self._pending.get(item_id, 0) + 1
         try:

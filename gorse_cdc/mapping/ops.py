@@ -106,7 +106,25 @@ class DeleteFeedback:
         return self.user_id
 
 
-Operation = UpsertUser | DeleteUser | UpsertItem | DeleteItem | PutFeedback | DeleteFeedback
+@dataclass(frozen=True, slots=True)
+class RefreshLiked:
+    """Recompute a user's liked labels: an item they liked changed its label values on another
+    shard (``items``: the new values, None for a deleted item). Not a source change: the item's
+    writer puts it on the user's own shard, so only the user's shard ever writes the user."""
+
+    user_id: str
+    items: tuple[tuple[str, tuple[str, ...] | None], ...] = ()
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("refresh", self.user_id)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return self.user_id
+
+
+Operation = UpsertUser | DeleteUser | UpsertItem | DeleteItem | PutFeedback | DeleteFeedback | RefreshLiked
 
 
 def describe(op: Operation) -> dict[str, Any]:
@@ -122,4 +140,6 @@ def describe(op: Operation) -> dict[str, Any]:
         return {"op": name, "UserId": op.user_id}
     if isinstance(op, DeleteItem):
         return {"op": name, "ItemId": op.item_id}
+    if isinstance(op, RefreshLiked):
+        return {"op": name, "UserId": op.user_id, "Items": {i: v for i, v in op.items}}
     return {"op": name, "UserId": op.user_id, "ItemId": op.item_id}

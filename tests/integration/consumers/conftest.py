@@ -20,11 +20,15 @@ import pytest
 from consumers.leases.lease import SHARD_END, Lease
 from consumers.metrics import Metrics
 from consumers.service import Consumer
+from consumers.verify import verify
 from consumers.wiring import open_consumer
 from entrypoints.stack.resources import ensure_stream
 from gorse_cdc.gorse import GorseClient
+from gorse_cdc.mapping.state import Drift
 from gorse_cdc.settings import Settings
 from tests.integration.consumers.feed import Feed
+
+ITEM_TTL_S = 2.0  # the consumers' item-cache TTL here: genre edits are re-told after it
 
 
 @dataclass
@@ -41,7 +45,13 @@ def with_names(settings: Settings, stream: str, lease_table: str, **consumer: ob
             "kinesis": settings.kinesis.model_copy(update={"stream_name": stream}),
             "leases": settings.leases.model_copy(update={"table": lease_table, "failover_ms": 3000}),
             "consumer": settings.consumer.model_copy(
-                update={"metrics_port": 0, "idle_pause_ms": 200, "shutdown_timeout_s": 10.0, **consumer}
+                update={
+                    "metrics_port": 0,
+                    "idle_pause_ms": 200,
+                    "shutdown_timeout_s": 10.0,
+                    "item_cache_ttl_s": ITEM_TTL_S,
+                    **consumer,
+                }
             ),
         }
     )
@@ -74,6 +84,9 @@ async def env(settings: Settings, stack: object, request: pytest.FixtureRequest)
     await clear_gorse(s)
     yield Env(s, stream, table, feed)
     feed.close()
+    if os.environ.get("GORSE_CDC_TEST_KEEP_STREAM"):
+        (Path("/tmp") / "kept-stream").write_text(stream)
+        return
     with contextlib.suppress(Exception):
         boto3.client("kinesis", **s.aws_client_kwargs("kinesis")).delete_stream(StreamName=stream)
 
@@ -101,13 +114,54 @@ def drained(settings: Settings, table: str, last_sequence: dict[str, str]) -> bo
     return True
 
 
+def stream_tips(settings: Settings, stream: str, after: dict[str, str]) -> dict[str, str]:
+    """The last sequence number of every shard now (``after``: known earlier positions to read
+    from), including what the consumers put there themselves (liked-labels refresh records)."""
+    k = boto3.client("kinesis", **settings.aws_client_kwargs("kinesis"))
+    tips: dict[str, str] = {}
+    for shard in k.list_shards(StreamName=stream)["Shards"]:
+        sid = shard["ShardId"]
+        kw = (
+            {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": after[sid]}
+            if sid in after
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        it = k.get_shard_iterator(StreamName=stream, ShardId=sid, **kw)["ShardIterator"]
+        while it:
+            r = k.get_records(ShardIterator=it, Limit=10_000)
+            if r["Records"]:
+                tips[sid] = r["Records"][-1]["SequenceNumber"]
+            if not r["Records"] and not r.get("MillisBehindLatest"):
+                break
+            it = r.get("NextShardIterator")
+    return tips
+
+
 async def wait_drained(env: Env, timeout_s: float = 180.0) -> None:
-    """Liveness only (a generous bound); correctness is what the tests assert."""
+    """Every record the feed put, then every record on the stream by then (the consumers'
+    own refresh records included), is checkpointed. Liveness only (a generous bound);
+    correctness is what the tests assert."""
     deadline = time.monotonic() + timeout_s
-    while not drained(env.settings, env.lease_table, env.feed.last_sequence):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"stream not drained: {leases(env.settings, env.lease_table)}")
-        await asyncio.sleep(0.3)
+    tips = env.feed.last_sequence
+    for _ in range(2):
+        while not drained(env.settings, env.lease_table, tips):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stream not drained: {leases(env.settings, env.lease_table)}")
+            await asyncio.sleep(0.3)
+        tips = await asyncio.to_thread(stream_tips, env.settings, env.stream, tips)
+
+
+async def converged(env: Env, within_s: float = ITEM_TTL_S + 8) -> Drift:
+    """verify until Gorse equals the database or ``within_s`` passed (the re-tell of genre
+    edits lands ITEM_TTL_S after them); drained first. Returns the last drift."""
+    await wait_drained(env)
+    deadline = time.monotonic() + within_s
+    while True:
+        drift = await verify(env.settings)
+        if drift.total == 0 or time.monotonic() > deadline:
+            return drift
+        await asyncio.sleep(1.0)
+        await wait_drained(env)
 
 
 @contextlib.asynccontextmanager
@@ -133,6 +187,7 @@ def consumer_process(env: Env, worker_id: str, log: Path, **extra_env: str) -> s
         **os.environ,
         "GORSE_CDC_LEASES__FAILOVER_MS": "3000",
         "GORSE_CDC_CONSUMER__IDLE_PAUSE_MS": "200",
+        "GORSE_CDC_CONSUMER__ITEM_CACHE_TTL_S": str(ITEM_TTL_S),
         **extra_env,
     }
     argv = [

@@ -28,6 +28,7 @@ class RecordingGorse:
         self.users: dict[str, User] = {}
         self.items: dict[str, Item] = {}
         self.patched: dict[str, Any] = {}
+        self.written_users: dict[str, User] = {}
 
     def _record(self, method: str, key: str) -> None:
         if method == self.fail:
@@ -55,6 +56,7 @@ class RecordingGorse:
     async def upsert_users(self, users: Any) -> None:
         for u in users:
             self._record("upsert_users", u.user_id)
+            self.written_users[u.user_id] = u
 
     async def patch_user(self, user_id: str, labels: Any = None, **_: Any) -> None:
         self._record("patch_user", user_id)
@@ -184,3 +186,72 @@ async def test_remembered_demographics_expire_so_a_repair_is_read_back() -> None
     gorse.upsert_users = capture  # type: ignore[method-assign]
     await writer.write(["u1"], {})
     assert written and written[0].labels is not None and written[0].labels["age"] == 31
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[dict[str, dict[str, Any]]] = []
+
+    async def publish(self, refreshes: Any) -> None:
+        self.published.append({u: dict(items) for u, items in refreshes.items()})
+
+
+async def test_with_a_publisher_likers_are_told_through_their_own_shard_never_written_here() -> None:
+    gorse = RecordingGorse()
+    gorse.likers["m1"] = ["fan", "other"]
+    gorse.users["fan"] = User("fan", {"age": 30})
+    publisher = RecordingPublisher()
+    sink = GorseSink(gorse, build_mapper(Settings()), concurrency=4, publisher=publisher)  # type: ignore[arg-type]
+    await sink.write(WritePlan(upsert_items={"m1": Item("m1", {"genres": ["Drama"]}, comment="T")}))
+    assert publisher.published == [{"fan": {"m1": ("Drama",)}, "other": {"m1": ("Drama",)}}]
+    assert not [c for c in gorse.calls if c[0] in ("patch_user", "upsert_users")]
+    await sink.write(WritePlan(delete_items=["m1"]))  # a deleted item: its likers told too
+    assert publisher.published[-1] == {"fan": {"m1": None}, "other": {"m1": None}}
+
+
+async def test_a_refresh_record_recomputes_its_user_with_the_values_it_carries() -> None:
+    from consumers.coalesce import coalesce
+    from consumers.refresh import decode_refresh, encode_refresh
+
+    gorse = RecordingGorse()
+    gorse.likers["m1"] = ["fan"]
+    gorse.users["fan"] = User("fan", {"age": 30})
+    gorse.items["m1"] = Item("m1", {"genres": ["Old"]}, comment="T")
+    sink = GorseSink(gorse, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
+    await sink.cache.values(["m1"])  # this worker cached the old genres
+    gorse.items["m1"] = Item("m1", {"genres": ["New", "Noir"]}, comment="T")  # edited elsewhere
+    op = decode_refresh(encode_refresh("fan", {"m1": ("New", "Noir")}))
+    assert op is not None and decode_refresh(b'{"metadata": {}}') is None
+    await sink.write(coalesce([op]))
+    assert ("upsert_users", "fan") in gorse.calls
+    assert gorse.written_users["fan"].labels == {"age": 30, "liked_genres": ["New", "Noir"]}  # not Old
+    assert sink.cache.known({"m1": None}) == {"m1": ("New", "Noir")}  # read from Gorse
+
+
+async def test_a_value_carried_by_a_refresh_record_is_never_cached() -> None:
+    """Records of different users' shards are consumed out of order: an older told value must
+    not replace what Gorse holds."""
+    from consumers.coalesce import coalesce
+    from consumers.refresh import decode_refresh, encode_refresh
+
+    gorse = RecordingGorse()
+    gorse.likers["m1"] = ["fan"]
+    gorse.users["fan"] = User("fan", {"age": 30})
+    gorse.items["m1"] = Item("m1", {"genres": ["Newest"]}, comment="T")
+    sink = GorseSink(gorse, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
+    op = decode_refresh(encode_refresh("fan", {"m1": ("Older",)}))
+    assert op is not None
+    await sink.write(coalesce([op]))
+    assert gorse.written_users["fan"].labels == {"age": 30, "liked_genres": ["Newest"]}
+
+
+def test_an_empty_item_cache_passed_in_is_the_one_used() -> None:
+    """A regression: an empty cache is falsy (it has a length), and ``cache or default``
+    replaced the configured one (its TTL) with a default one."""
+    from consumers.sink.item_cache import ItemLabelCache
+
+    gorse = RecordingGorse()
+    mapper = build_mapper(Settings())
+    cache = ItemLabelCache(gorse, mapper, ttl_s=2.0)  # type: ignore[arg-type]
+    assert len(cache) == 0
+    assert GorseSink(gorse, mapper, cache=cache).cache is cache  # type: ignore[arg-type]
