@@ -71,7 +71,9 @@ def dead_letter_store(settings: Settings, clients: Clients) -> DeadLetterStore:
     return s3
 
 
-def gorse_sink(settings: Settings, clients: Clients, mapper: Mapper) -> GorseSink:
+def gorse_sink(settings: Settings, clients: Clients, mapper: Mapper, *, publish: bool = True) -> GorseSink:
+    """``publish``: genre edits tell likers through refresh records (the live consumer); a
+    replay, which holds the leases of every shard it writes, writes them itself."""
     c = settings.consumer
     cache = ItemLabelCache(
         clients.gorse,
@@ -86,7 +88,7 @@ def gorse_sink(settings: Settings, clients: Clients, mapper: Mapper) -> GorseSin
         concurrency=c.gorse_concurrency,
         cache=cache,
         demographics_ttl_s=c.item_cache_ttl_s,
-        publisher=refresh_publisher(settings, clients, mapper),
+        publisher=refresh_publisher(settings, clients, mapper) if publish else None,
         retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired
     )
 

@@ -23,6 +23,7 @@ from consumers.coalesce import PlanBuilder, WritePlan
 from consumers.kinesis.pacing import PollPacer
 from consumers.kinesis.reader import ShardReader, StartPosition
 from consumers.kinesis.shards import list_shards
+from consumers.leases.lease import LeaseLostError
 from consumers.leases.table import LeaseTable
 from consumers.metrics import Metrics
 from consumers.pipeline import BatchApplier, BatchOutcome
@@ -35,7 +36,8 @@ from consumers.replay.plan import RecordFilter, ReplaySummary, StopPoint, shard_
 from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
 from consumers.replay.shards import BoundedSource, CoalescingApplier, FilteredApplier, NoCheckpoints
 from consumers.shard_worker import ShardState, ShardWorker
-from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, open_clients
+from consumers.sink.gorse_sink import GorseSink
+from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, gorse_sink, open_clients
 from gorse_cdc.retry import RateLimiter, error_code
 from gorse_cdc.settings import Settings
 
@@ -89,6 +91,7 @@ class Replay:
         self._stop = asyncio.Event()
         self._bars = 0
         self._workers: set[ShardWorker] = set()
+        self._touched: set[str] = set()  # users whose liked labels a Kinesis replay wrote
 
     def stop(self) -> None:
         """Finish the current batches (applied and checkpointed), then stop."""
@@ -106,7 +109,8 @@ class Replay:
     def _applier(self, clients: Clients, source: str, *, label: str | None = None, **kw: Any) -> Applier:
         """The shared apply path, filtered, rate-limited and counted; in a dry run its sink and
         dead-letter store only count."""
-        sink = DryRunSink() if self.dry_run else None
+        mapper = build_mapper(self.settings)
+        sink = DryRunSink() if self.dry_run else gorse_sink(self.settings, clients, mapper, publish=False)
         dead = CollectingStore() if self.dry_run else kw.pop("dead_letters", None)
         inner = build_applier(
             self.settings, clients, self.metrics, source_name=source, sink=sink, dead_letters=dead
@@ -150,6 +154,10 @@ class Replay:
         shards: set[str] | None = None,
         stream: str | None = None,
     ) -> ReplaySummary:
+        """Every shard's range coalesced and written once; then the liked labels of every
+        user the replay touched are recomputed once every item is final (shards are written
+        in parallel, so a user's plan may have run before an item it likes was written); the
+        borrowed leases are returned only after that."""
         stream = stream or self.settings.kinesis.stream_name
         started_at = datetime.now(UTC)
         async with contextlib.AsyncExitStack() as stack:
@@ -159,20 +167,50 @@ class Replay:
             if borrow is not None:
                 renewing = asyncio.create_task(borrow.keep_renewed())
                 stack.callback(renewing.cancel)
+                stack.push_async_callback(self._return_leases, borrow)
+            mapper = build_mapper(self.settings)
+            # one sink for every shard (one item cache, one lock per user), writing likers
+            # itself: the replay holds their shards' leases, nobody else writes them now
+            sink = DryRunSink() if self.dry_run else gorse_sink(self.settings, clients, mapper, publish=False)
+            dead = CollectingStore() if self.dry_run else None
+            inner = build_applier(
+                self.settings, clients, self.metrics, source_name=stream, sink=sink, dead_letters=dead
+            )
             waves = shard_waves(await list_shards(clients.kinesis, stream), shards)
             for wave in waves:
                 await asyncio.gather(
-                    *(self._shard(clients, cps, borrow, stream, s, start, stop, started_at) for s in wave)
+                    *(
+                        self._shard(clients, cps, borrow, inner, stream, s, start, stop, started_at)
+                        for s in wave
+                    )
                 )
                 if self._stop.is_set():
-                    break
+                    return self.summary
+            if isinstance(sink, GorseSink):
+                await self._settle_liked_labels(sink, borrow)
         return self.summary
+
+    async def _settle_liked_labels(self, sink: GorseSink, borrow: LeaseBorrow | None) -> None:
+        users = sorted(self._touched | sink.refreshed)
+        if not users or sink.mapper.liked_feedback_type is None:
+            return
+        sink.cache.clear()
+        tqdm.write(f"recomputing the liked labels of {len(users)} users")
+        for start in range(0, len(users), 500):
+            if borrow is not None and not all(borrow.may_write(s) for s in borrow.held):
+                raise LeaseLostError(next(s for s in borrow.held if not borrow.may_write(s)))
+            await sink.liked.write(users[start : start + 500], {}, patch_only=True)
+
+    async def _return_leases(self, borrow: LeaseBorrow) -> None:
+        for shard in list(borrow.held):
+            await borrow.release(shard)
 
     async def _shard(
         self,
         clients: Clients,
         cps: ReplayCheckpoints,
         borrow: LeaseBorrow | None,
+        inner: BatchApplier,
         stream: str,
         shard: str,
         start: StartPosition,
@@ -183,26 +221,23 @@ class Replay:
             log.info("shard already replayed by job %s", self.job, extra={"shard": shard})
             return
         lease = await borrow.acquire(shard) if borrow is not None else None
-        try:
-            if borrow is not None:
-                live = live_stop(lease)
-                if live == "":
-                    log.info("the live consumer applied nothing on this shard yet", extra={"shard": shard})
-                    await cps.finished(shard)
-                    return
-                if live is not None:  # never past what the live consumer applied
-                    cap = min(int(live), int(stop.sequence_number or live))
-                    stop = replace(stop, sequence_number=str(cap), at_tip=False)
-            await self._replay_shard(clients, cps, borrow, stream, shard, start, stop, started_at)
-        finally:
-            if borrow is not None and shard in borrow.held:
-                await borrow.release(shard)
+        if borrow is not None:
+            live = live_stop(lease)
+            if live == "":
+                log.info("the live consumer applied nothing on this shard yet", extra={"shard": shard})
+                await cps.finished(shard)
+                return
+            if live is not None:  # never past what the live consumer applied
+                cap = min(int(live), int(stop.sequence_number or live))
+                stop = replace(stop, sequence_number=str(cap), at_tip=False)
+        await self._replay_shard(cps, borrow, inner, clients, stream, shard, start, stop, started_at)
 
     async def _replay_shard(
         self,
-        clients: Clients,
         cps: ReplayCheckpoints,
         borrow: LeaseBorrow | None,
+        inner: BatchApplier,
+        clients: Clients,
         stream: str,
         shard: str,
         start: StartPosition,
@@ -211,11 +246,6 @@ class Replay:
     ) -> None:
         """Read the range through the live consumer's ShardWorker into one coalesced plan,
         then write each key's final state once."""
-        sink = DryRunSink() if self.dry_run else None
-        dead = CollectingStore() if self.dry_run else None
-        inner = build_applier(
-            self.settings, clients, self.metrics, source_name=stream, sink=sink, dead_letters=dead
-        )
         builder = PlanBuilder()
         applier = FilteredApplier(CoalescingApplier(inner, builder), self.filter, self.limiter, self.summary)
         reader = ShardReader(clients.kinesis, stream, shard, start, self.metrics)
@@ -242,6 +272,7 @@ class Replay:
         tqdm.write(f"{shard}: {builder.operations} changes coalesced into {plan.size()} writes")
         write = self._write_plan(inner, plan)
         await (borrow.guarded(shard, write) if borrow is not None and shard in borrow.held else write)
+        self._touched |= plan.liked_users
         if not self.dry_run:
             await cps.finished(shard)
 

@@ -81,6 +81,7 @@ class GorseSink:
         self.retell_after_s = retell_after_s
         self._clock = clock
         self._retell: dict[str, tuple[float, Values]] = {}  # item -> (when, its new values)
+        self.refreshed: set[str] = set()  # likers written here (no publisher)
         self.client = client
         self.mapper = mapper
         self.concurrency = concurrency
@@ -196,6 +197,7 @@ class GorseSink:
             await self.publisher.publish(refresh)
             return
         others = sorted(set(refresh) - plan.liked_users)  # no publisher: written here
+        self.refreshed.update(others)
         await run_all(
             [lambda g=g: self.liked.write(g, {}, patch_only=True) for g in self._batches(others)],  # type: ignore[misc]
             max(1, self.concurrency // 4),

@@ -99,17 +99,18 @@ async def test_sqs_dead_letters_and_redrive(env: Env) -> None:
     sqs.delete_queue(QueueUrl=url)
 
 
-async def test_taking_shards_resets_the_cached_demographics(env: Env) -> None:
-    """Cached demographics are safe only while this worker alone writes its shards' users: the
-    hook that forgets them when shards are taken must be wired to the running sink."""
-    from consumers.sink.liked import LikedLabelsWriter
+async def test_taking_shards_resets_the_cached_demographics_and_item_values(env: Env) -> None:
+    """Cached demographics and item values are safe only while this worker alone writes its
+    shards' users: the hook that forgets them when shards are taken must be wired to the
+    running sink."""
+    from consumers.sink.gorse_sink import GorseSink
 
     env.feed.put(env.feed.load(users=5, movies=5, ratings=20))
     async with running_consumer(env.settings) as consumer:
         await wait_drained(env)
         hook = consumer.parts.on_shards_taken
-        assert getattr(hook, "__func__", None) is LikedLabelsWriter.forget
-        writer = hook.__self__  # type: ignore[attr-defined]
-        assert writer._demo  # the users written so far are cached ...
+        assert getattr(hook, "__func__", None) is GorseSink.shards_taken
+        sink = hook.__self__  # type: ignore[attr-defined]
+        assert sink.liked._demo and len(sink.cache)  # what was written so far is cached ...
         hook()
-        assert not writer._demo  # ... and forgotten by the hook
+        assert not sink.liked._demo and not len(sink.cache)  # ... and forgotten by the hook

@@ -58,7 +58,10 @@ async def test_wiped_gorse_replayed_from_trim_horizon_equals_database(history: S
     before = await snapshot(history)
     again = await Replay(job(history, "again"), progress=False).kinesis(TRIM, StopPoint())
     assert again.applied == summary.applied
-    assert await snapshot(history) == before
+    after = await snapshot(history)
+    for kind, b, a in zip(("users", "items", "feedback"), before, after, strict=True):
+        changed = sorted(set(map(repr, b)) ^ set(map(repr, a)))
+        assert not changed, f"{kind}: {changed[:6]}"
 
 
 async def test_s3_archive_gives_the_same_state_as_kinesis(history: Settings) -> None:
