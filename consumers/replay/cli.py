@@ -21,12 +21,14 @@ EPILOG = """examples:
   gorse-cdc replay s3 --since 2026-11-01T00:00:00Z --until 2026-11-02T00:00:00Z
   gorse-cdc replay dead-letters                              # re-drive after a fix
 
-A replay keeps its own checkpoints (table settings.replay.table, namespace --job), never the
-live consumer's leases: run it beside the consumer; kill it and run the same command again to
-resume where it stopped; --restart forgets the job's positions. Writes are idempotent (PUT
-feedback, upserts), so replaying a range already applied changes nothing. Caveat: a key that
-the live consumer changes *while* a replay of an older range runs can be set back to the older
-value until its next change or the nightly reconcile; replay up to the tip to avoid it."""
+Beside a live consumer, a Kinesis replay borrows each shard's lease (the consumer hands it
+over after its current batch), reads only up to the consumer's checkpoint, writes each key's
+final state once, and hands the lease back at that checkpoint: it never sets a key back, and
+the shard's live processing pauses meanwhile. A replay keeps its own job positions (table
+settings.replay.table, namespace --job): a shard written is not replayed again; kill it and run
+the same command again to go on; --restart forgets the job's positions.
+An archive replay (s3) or a re-drive (dead-letters) applies old records batch by batch and is
+refused while a live consumer runs, unless --beside-live (then run the reconcile after it)."""
 
 
 def _time(text: str) -> datetime:
@@ -67,6 +69,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="only these",
     )
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    common.add_argument(
+        "--beside-live",
+        action="store_true",
+        help="s3 / dead-letters: run although a live consumer is running (may set keys back)",
+    )
     ss = p.add_subparsers(dest="replay_source", required=True)
 
     k = ss.add_parser("kinesis", parents=[common], help="from the stream (within its retention)")
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         rate=args.rate,
         record_filter=RecordFilter(frozenset(args.tables), frozenset(args.operations)),
         progress=not args.no_progress,
+        beside_live=args.beside_live,
     )
     summary = asyncio.run(_main(args, settings, replay))
     print(("[dry-run] " if args.dry_run else "") + f"replay {replay.job}: {summary.line()}")

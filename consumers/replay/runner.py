@@ -38,6 +38,7 @@ from consumers.replay.shards import BoundedSource, CoalescingApplier, FilteredAp
 from consumers.shard_worker import ShardState, ShardWorker
 from consumers.sink.gorse_sink import GorseSink
 from consumers.wiring import Clients, build_applier, build_mapper, dead_letter_store, gorse_sink, open_clients
+from gorse_cdc.errors import FatalError
 from gorse_cdc.retry import RateLimiter, error_code
 from gorse_cdc.settings import Settings
 
@@ -78,7 +79,9 @@ class Replay:
         rate: float | None = None,
         record_filter: RecordFilter | None = None,
         progress: bool = True,
+        beside_live: bool = False,
     ) -> None:
+        self.beside_live = beside_live  # archive / dead letters: run beside a live consumer anyway
         self.settings = settings
         self.job = job or settings.replay.job
         self.dry_run = dry_run
@@ -279,6 +282,39 @@ class Replay:
     async def _write_plan(self, inner: BatchApplier, plan: WritePlan) -> None:
         await inner.write_plan(plan, self._stop.is_set)
 
+    async def _refuse_beside_live(self, clients: Clients, what: str) -> None:
+        """An archive replay or a re-drive applies old records one batch at a time, without
+        the live checkpoints to stop at: beside a live consumer it could set a key back (an
+        erased user brought back until the reconcile). Refused unless ``beside_live``. Live:
+        a lease of the live table whose counter moves (renewals run every failover/3)."""
+        if self.beside_live or self.dry_run:
+            return
+        s = self.settings
+        table = LeaseTable(clients.dynamodb, s.leases.table)
+        try:
+            first = {le.lease_key: le.lease_counter for le in await table.list_leases() if le.lease_owner}
+        except ClientError as e:
+            if error_code(e) == "ResourceNotFoundException":
+                return
+            raise
+        if not first:
+            return
+        await asyncio.sleep(s.leases.failover_ms / 1000 / 3 + 0.5)
+        moved = sorted(
+            {
+                le.lease_owner or ""
+                for le in await table.list_leases()
+                if first.get(le.lease_key, le.lease_counter) != le.lease_counter
+            }
+        )
+        if moved:
+            raise FatalError(
+                f"a live consumer ({', '.join(moved)}) is running on lease table {s.leases.table}: {what} "
+                "applies old records without stopping at its checkpoints and could set keys back "
+                "(an erased user brought back). Stop the consumer first, or pass --beside-live and "
+                "run the reconcile afterwards; a Kinesis replay (gorse-cdc replay kinesis) is safe beside it"
+            )
+
     # ---- S3 archive -----------------------------------------------------------------------------
     async def archive(
         self, since: datetime | None, until: datetime | None, *, include_load: bool = False
@@ -286,6 +322,7 @@ class Replay:
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
             clients = await open_clients(stack, s, self.metrics)
+            await self._refuse_beside_live(clients, "an archive replay")
             cps = await self._checkpoints(clients)
             position = await cps.position(ARCHIVE_SHARD)
             if is_finished(position):
@@ -345,6 +382,7 @@ class Replay:
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
             clients = await open_clients(stack, s, self.metrics)
+            await self._refuse_beside_live(clients, "a dead-letter re-drive")
             store: S3Letters | SqsLetters
             if s.dead_letters.kind == "sqs":
                 store = SqsLetters(dead_letter_store(s, clients))  # type: ignore[arg-type]

@@ -14,12 +14,14 @@ from pathlib import Path
 import boto3
 import orjson
 import psycopg
+import pytest
 
 from consumers.kinesis.reader import StartPosition
 from consumers.replay.plan import RecordFilter, StopPoint
 from consumers.replay.runner import Replay
 from consumers.verify import render, verify
 from entrypoints.stack.components import Stack
+from gorse_cdc.errors import FatalError
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.settings import Settings
 from producers.activity import run_activity
@@ -211,6 +213,17 @@ async def test_a_replay_from_trim_horizon_during_an_erasure_never_brings_the_use
     async with GorseClient.from_settings(history) as g:
         assert await g.get_user(str(victim)) is None
         assert not [f for f in await g.export_feedback() if f.user_id == str(victim)]
+
+
+async def test_an_archive_replay_or_a_redrive_beside_a_live_consumer_is_refused(history: Settings) -> None:
+    table = history.leases.table
+    async with running_consumer(history):
+        await wait_for(lambda: any(x.lease_owner for x in leases(history, table)), "no lease taken", 30)
+        with pytest.raises(FatalError, match=r"live consumer .* is running"):
+            await Replay(job(history, "refused"), progress=False).archive(None, None)
+        with pytest.raises(FatalError, match="--beside-live"):
+            await Replay(job(history, "refused"), progress=False).dead_letters()
+    assert not [x for x in leases(history, history.replay.table) if x.lease_key.startswith("refused/")]
 
 
 async def test_dead_letters_redriven_after_the_fix(history: Settings, tmp_path: Path) -> None:
