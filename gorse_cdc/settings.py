@@ -123,7 +123,7 @@ class ConsumerSettings(BaseModel):
     shutdown_timeout_s: float = 20.0
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
     item_cache_ttl_s: float = Field(
-        10.0,
+        60.0,
         gt=0,
         description="bounds staleness of another worker's edit; its likers are told again after it",
     )
