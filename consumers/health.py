@@ -30,9 +30,11 @@ class HealthServer:
         host: str = "127.0.0.1",  # containers pass 0.0.0.0 (settings.consumer.metrics_host)
         port: int = 9108,
         blocked: Callable[[], str | None] = lambda: None,
+        stalled: Callable[[], list[str]] = list,
     ) -> None:
         self.metrics = metrics
         self.blocked = blocked
+        self.stalled = stalled
         self.is_balancing = is_balancing
         self.gorse_ok = gorse_ok
         self.host = host
@@ -52,9 +54,10 @@ class HealthServer:
             ok = await self.gorse_ok()
             self._gorse_checked = (time.monotonic(), ok)
         balancing = self.is_balancing()
-        blocked = self.blocked()
-        status = 200 if ok and balancing and blocked is None else 503
-        return web.json_response({"gorse": ok, "leases": balancing, "blocked": blocked}, status=status)
+        blocked, stalled = self.blocked(), self.stalled()
+        status = 200 if ok and balancing and blocked is None and not stalled else 503
+        body = {"gorse": ok, "leases": balancing, "blocked": blocked, "stalled": stalled}
+        return web.json_response(body, status=status)
 
     async def start(self) -> None:
         app = web.Application()

@@ -63,6 +63,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.shard_stalled = Gauge(
+            f"{PREFIX}_shard_stalled",
+            "1 while a shard's batch has not applied for settings.consumer.stall_after_s (alert on it)",
+            ["shard"],
+            registry=r,
+        )
         self.destructive_control_records = Counter(
             f"{PREFIX}_destructive_control_records",
             "DMS drop-table / truncate control records: Gorse is not changed; reconcile (alert on it)",

@@ -107,6 +107,7 @@ class BatchApplier:
         self.source_name = source_name
         self.retry = retry
         self.blocked: str | None = None  # why writes cannot progress (readyz says so)
+        self.last_failure: dict[str, str] = {}  # shard -> the last failed call, while it retries
 
     # ---- decode and map (pure) -----------------------------------------------------------
     def decode(self, records: Sequence[ShardRecord]) -> tuple[list[Decoded], BatchOutcome]:
@@ -167,7 +168,11 @@ class BatchApplier:
         """Apply a batch; on return every record is applied, skipped or dead-lettered."""
         self.metrics.batch_size.observe(len(records))
         good, outcome = self.decode(records)
-        await self._write(good, outcome, should_stop)
+        shard = records[0].shard_id if records else ""
+        try:
+            await self._write(good, outcome, should_stop, shard)
+        finally:
+            self.last_failure.pop(shard, None)
         await self._settle_letters(outcome, should_stop)
         return outcome
 
@@ -207,13 +212,13 @@ class BatchApplier:
                 )
 
     async def _write(
-        self, good: list[Decoded], outcome: BatchOutcome, should_stop: Callable[[], bool]
+        self, good: list[Decoded], outcome: BatchOutcome, should_stop: Callable[[], bool], shard: str = ""
     ) -> None:
         if not good:
             return
         plan = coalesce(op for d in good for op in d.ops)
         try:
-            await self._retrying(lambda: self.sink.write(plan), should_stop)
+            await self._retrying(lambda: self.sink.write(plan), should_stop, shard)
         except PermanentRecordError as e:
             if len(good) == 1:
                 d = good[0]
@@ -221,8 +226,8 @@ class BatchApplier:
                 return
             half = len(good) // 2
             log.info("bisecting a refused batch of %d records", len(good), extra={"reason": str(e)})
-            await self._write(good[:half], outcome, should_stop)
-            await self._write(good[half:], outcome, should_stop)
+            await self._write(good[:half], outcome, should_stop, shard)
+            await self._write(good[half:], outcome, should_stop, shard)
             return
         now = datetime.now(UTC)
         for d in good:
@@ -231,7 +236,9 @@ class BatchApplier:
                 self.metrics.freshness.observe(max(0.0, (now - d.committed_at).total_seconds()))
         outcome.applied += len(good)
 
-    async def _retrying(self, call: Callable[[], Awaitable[None]], should_stop: Callable[[], bool]) -> None:
+    async def _retrying(
+        self, call: Callable[[], Awaitable[None]], should_stop: Callable[[], bool], shard: str = ""
+    ) -> None:
         async def attempt() -> None:
             if should_stop():
                 raise Stopped
@@ -246,6 +253,7 @@ class BatchApplier:
 
         def on_retry(failed: FailedAttempt) -> None:
             self.metrics.gorse_retries.inc()
+            self.last_failure[shard] = f"{type(failed.error).__name__}: {failed.error}"
             reason = blocking_reason(failed.error)
             if reason is None:
                 log.warning("retriable failure, retrying in %.2f s: %s", failed.delay_s, failed.error)

@@ -62,6 +62,7 @@ class ConsumerParts:
     gorse_ready: Callable[[], Awaitable[bool]] = _always_ready
     on_shards_taken: Callable[[], None] = lambda: None  # forget what other workers may change
     blocked: Callable[[], str | None] = lambda: None  # why writes cannot progress, if they cannot
+    last_failure: Callable[[str], str | None] = lambda shard: None  # what a shard's retries hit
     clock: Callable[[], float] = time.monotonic
 
 
@@ -81,6 +82,7 @@ class Consumer:
             clock=parts.clock,
         )
         self._wake = asyncio.Event()
+        self._stalled: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> int:
         """Until ``stop`` is set: follow the shards, hold leases, run a worker per held shard;
@@ -96,6 +98,7 @@ class Consumer:
                     host=self.settings.consumer.metrics_host,
                     port=port,
                     blocked=self.parts.blocked,
+                    stalled=lambda: sorted(self._stalled),
                 )
                 await health.start()
                 stack.push_async_callback(health.stop)
@@ -132,6 +135,7 @@ class Consumer:
             except (ClientError, BotoCoreError, OSError) as e:
                 log.warning("lease round failed: %s", e)
             self._past_deadline()
+            self._watch_stalls()
             try:
                 await self._reap()
             except (ClientError, BotoCoreError, OSError) as e:
@@ -151,6 +155,29 @@ class Consumer:
                 entry[0].abort()
             else:
                 entry[0].request_shutdown()
+
+    def _watch_stalls(self) -> None:
+        """A shard whose batch has been applying for stall_after_s is stalled: a metric,
+        readyz, and one error line naming the call that keeps failing (once per stall)."""
+        now = asyncio.get_running_loop().time()
+        limit = self.settings.consumer.stall_after_s
+        stalled = set()
+        for shard, (worker, _) in self.workers.items():
+            since = worker.applying_since
+            if since is not None and now - since > limit:
+                stalled.add(shard)
+                if shard not in self._stalled:
+                    log.error(
+                        "shard stalled: its batch has not applied for %.0f s; last failure: %s",
+                        now - since,
+                        self.parts.last_failure(shard) or "none (a call has not returned)",
+                        extra={"shard": shard, "event": "shard_stalled"},
+                    )
+        for shard in self._stalled - stalled:
+            log.info("shard progressing again", extra={"shard": shard, "event": "shard_unstalled"})
+        for shard in stalled | self._stalled:
+            self.metrics.shard_stalled.labels(shard).set(1 if shard in stalled else 0)
+        self._stalled = stalled
 
     def _past_deadline(self) -> None:
         """A lease not renewed in time may be someone else's soon: stop writing it now."""

@@ -70,6 +70,7 @@ class ShardWorker:
         self._abort = False  # lease lost / deadline passed: stop at once, no checkpoint
         self._lost = False
         self._applying: asyncio.Future[Any] | None = None
+        self.applying_since: float | None = None  # monotonic time the batch in flight began
 
     # ---- transitions ---------------------------------------------------------------------------
     def _to(self, new: ShardState, *expected: ShardState) -> None:
@@ -149,7 +150,7 @@ class ShardWorker:
                 if self._should_stop():
                     return
                 applying = asyncio.ensure_future(self.applier.apply(batch.records, self._should_stop))
-                self._applying = applying
+                self._applying, self.applying_since = applying, loop.time()
                 try:
                     await applying
                 except asyncio.CancelledError:
@@ -157,7 +158,7 @@ class ShardWorker:
                         raise  # the worker itself is cancelled
                     return
                 finally:
-                    self._applying = None
+                    self._applying = self.applying_since = None
                 if self._abort:
                     return
                 last = batch.records[-1].sequence_number

@@ -173,5 +173,6 @@ async def open_consumer(settings: Settings, metrics: Metrics | None = None) -> A
             gorse_ready=gorse_ready,
             on_shards_taken=sink.shards_taken,
             blocked=lambda: applier.blocked,
+            last_failure=applier.last_failure.get,
         )
         yield Consumer(s, parts, metrics=metrics)

@@ -121,6 +121,9 @@ class ConsumerSettings(BaseModel):
     enhanced_fan_out: bool = Field(False, description="SubscribeToShard instead of GetRecords")
     metrics_host: str = Field("127.0.0.1", description="0.0.0.0 in containers (the images set it)")
     shutdown_timeout_s: float = 20.0
+    stall_after_s: float = Field(
+        60.0, gt=0, description="a shard whose batch has not applied for this long is reported stalled"
+    )
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
     item_cache_ttl_s: float = Field(
         60.0,

@@ -154,3 +154,36 @@ async def test_a_lease_moves_only_after_the_old_owner_stopped_writing_it() -> No
         assert seqs == sorted(set(seqs)), f"{shard}: a record written twice or out of order"
         for before, after in itertools.pairwise(mine):
             assert after[3] >= before[4], f"{shard}: {after[0]} wrote while {before[0]} was writing"
+
+
+async def test_a_shard_whose_batch_does_not_apply_is_reported_stalled_and_then_recovered(
+    caplog: object,
+) -> None:
+    import logging
+
+    stream, table = InMemoryStream(1), InMemoryLeaseTable()
+    stream.put("shard-0000", b"1")
+    applier = RecordingApplier()
+    applier.gate = asyncio.Event()  # Gorse answers nothing (the livelock the speed issue saw)
+    s = settings("a")
+    s = s.model_copy(update={"consumer": s.consumer.model_copy(update={"stall_after_s": 0.3})})
+    parts = ConsumerParts(
+        leases=table,  # type: ignore[arg-type]
+        list_shards=stream.list_shards,
+        source_for=stream.source_for,
+        applier=applier,
+        last_failure=lambda shard: "GorseRetriableError: DELETE /api/item/506: 500 database is locked",
+    )
+    metrics = Metrics()
+    c = Consumer(s, parts, metrics=metrics)
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO)  # type: ignore[attr-defined]
+    run = asyncio.create_task(c.run(stop))
+    await until(lambda: c._stalled == {"shard-0000"}, 5)
+    assert metrics.shard_stalled.labels("shard-0000")._value.get() == 1
+    assert "DELETE /api/item/506" in caplog.text  # type: ignore[attr-defined]
+    applier.gate.set()
+    await until(lambda: not c._stalled, 5)
+    assert metrics.shard_stalled.labels("shard-0000")._value.get() == 0
+    stop.set()
+    assert await run == 0
