@@ -1,0 +1,226 @@
+"""What users feel: a rating committed in PostgreSQL -> readable in Gorse, end to end through
+the local DMS (wal2json -> Kinesis + S3) and the live consumer, while a steady `data activity`
+mix (re-rates, deletes, genre edits, erasures, new users and movies) runs at a given rate.
+
+Needs `gorse-cdc stack up`. Everything runs in this process on a private stream, slot and lease
+table: a MovieLens-100K-sized synthetic database (943 users, 1,682 movies, 100,000 ratings) is
+generated, fully loaded (timed until Gorse holds every rating), then activity runs at --rate for
+--seconds while a prober commits one new rating every --probe-every seconds and polls Gorse
+until it is there. Prints p50/p90/p99/max, the throughput actually achieved, the consumer's own
+freshness histogram, and draws a PNG (latency over time, with the load) when matplotlib is
+installed (`pip install -e '.[bench]'`).
+
+    python bench/bench_freshness.py [--rate 1000] [--seconds 120] [--png bench/freshness.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg
+
+from consumers.metrics import Metrics
+from consumers.wiring import open_consumer
+from entrypoints.stack.resources import ensure_bucket, ensure_stream
+from gorse_cdc.gorse import GorseClient
+from gorse_cdc.settings import Settings
+from producers.activity import run_activity
+from producers.dms.runner import run_dms
+from producers.synthetic import generate
+from producers.synthetic_model import GeneratorConfig
+
+PROBE_USER = 990_000_001
+PROBE_MOVIE0 = 990_000_000
+
+
+@dataclass
+class Run:
+    probes: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, latency s)
+    load: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, changes/s)
+    lost: int = 0
+
+
+def private(settings: Settings, tag: str, shards: int) -> Settings:
+    return settings.model_copy(
+        update={
+            "kinesis": settings.kinesis.model_copy(
+                update={"stream_name": f"fresh-{tag}", "shard_count": shards}
+            ),
+            "s3": settings.s3.model_copy(update={"prefix": f"fresh-{tag}"}),
+            "source": settings.source.model_copy(update={"slot_name": f"fresh_{tag}"}),
+            "leases": settings.leases.model_copy(update={"table": f"fresh-leases-{tag}"}),
+            "consumer": settings.consumer.model_copy(update={"metrics_port": 0}),
+        }
+    )
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def gorse_ratings(g: GorseClient) -> int:
+    return len(await g.export_feedback())
+
+
+async def probe_loop(
+    s: Settings, g: GorseClient, run: Run, t0: float, stop: asyncio.Event, every: float
+) -> None:
+    """One new liked rating of the probe user per ``every`` seconds; time until Gorse has it."""
+    with psycopg.connect(s.source_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users VALUES (%s, 30, 'F', 'other', '00000') ON CONFLICT DO NOTHING", (PROBE_USER,)
+        )
+        i = 0
+        while not stop.is_set():
+            i += 1
+            movie = PROBE_MOVIE0 + i
+            conn.execute(
+                "INSERT INTO movies VALUES (%s, 'probe', '2000-01-01', 'Drama') ON CONFLICT DO NOTHING",
+                (movie,),
+            )
+            committed = time.monotonic()
+            conn.execute(
+                "INSERT INTO ratings VALUES (%s, %s, 5, now()) ON CONFLICT DO NOTHING", (PROBE_USER, movie)
+            )
+            deadline = committed + 60
+            while time.monotonic() < deadline:
+                liked = await g.user_feedback(str(PROBE_USER), "like")
+                if any(f.item_id == str(movie) for f in liked):
+                    run.probes.append((committed - t0, time.monotonic() - committed))
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                run.lost += 1
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - committed)))
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = Settings()
+    s = private(base, uuid.uuid4().hex[:8], args.shards)
+    ensure_stream(s)
+    ensure_bucket(s)
+    print(f"generating a MovieLens-100K-sized database ({args.ratings:,} ratings) ...")
+    with psycopg.connect(s.source_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM ratings; DELETE FROM movies; DELETE FROM users;")
+    generate(s, GeneratorConfig(users=943, movies=1682, ratings=args.ratings, seed=3))
+    metrics = Metrics()
+    dms_stop = threading.Event()
+    run = Run()
+    async with GorseClient.from_settings(s) as g, open_consumer(s, metrics) as consumer:
+        for u in await g.export_users():
+            await g.delete_user(u.user_id)
+        for i in await g.export_items():
+            await g.delete_item(i.item_id)
+        consumer_stop = asyncio.Event()
+        consuming = asyncio.create_task(consumer.run(consumer_stop))
+        started = time.monotonic()
+        dms = threading.Thread(
+            target=run_dms, args=(s,), kwargs={"mode": "full-load-and-cdc", "stop": dms_stop}, daemon=True
+        )
+        dms.start()
+        while await gorse_ratings(g) < args.ratings:  # noqa: ASYNC110 (polling another server)
+            await asyncio.sleep(0.5)
+        full_load = time.monotonic() - started
+        print(
+            f"full load: Gorse holds all {args.ratings:,} ratings {full_load:.1f} s after `dms run` started"
+        )
+
+        print(
+            f"activity at {args.rate:,.0f} changes/s for {args.seconds:.0f} s, "
+            f"probing every {args.probe_every} s"
+        )
+        act_stop = threading.Event()
+        summary: list[object] = []
+        activity = threading.Thread(
+            target=lambda: summary.append(
+                run_activity(s, duration_s=args.seconds, rate=args.rate, seed=5, stop=act_stop)
+            ),
+            daemon=True,
+        )
+        t0 = time.monotonic()
+        activity.start()
+        probing_stop = asyncio.Event()
+        await asyncio.sleep(1.0)  # the activity's world is read: the probe user is not in it
+        probing = asyncio.create_task(probe_loop(s, g, run, t0, probing_stop, args.probe_every))
+        last_t, last_n = time.monotonic(), _applied(metrics)
+        while activity.is_alive():
+            await asyncio.sleep(1.0)
+            now, n = time.monotonic(), _applied(metrics)
+            run.load.append((now - t0, (n - last_n) / (now - last_t)))
+            last_t, last_n = now, n
+        probing_stop.set()
+        await probing
+        dms_stop.set()
+        consumer_stop.set()
+        await consuming
+        dms.join(30)
+    done = summary[0] if summary else None
+    events, seconds = getattr(done, "events", 0), getattr(done, "seconds", 0.0)
+    lat = [p[1] * 1000 for p in run.probes]
+    rate = events / max(seconds, 1e-9)
+    print(f"activity achieved {rate:,.0f} changes/s ({events:,} changes in {seconds:.0f} s)")
+    if lat:
+        print(
+            f"commit -> readable in Gorse ({len(lat)} probes, {run.lost} not seen in 60 s): "
+            f"p50 {pct(lat, 50):.0f} ms, p90 {pct(lat, 90):.0f} ms, p99 {pct(lat, 99):.0f} ms, "
+            f"max {max(lat):.0f} ms, mean {statistics.mean(lat):.0f} ms"
+        )
+    if args.png:
+        draw(run, args, Path(args.png))
+
+
+def _applied(metrics: Metrics) -> float:
+    return sum(
+        s.value for m in metrics.records_applied.collect() for s in m.samples if s.name.endswith("_total")
+    )
+
+
+def draw(run: Run, args: argparse.Namespace, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no chart: pip install -e '.[bench]' for matplotlib")
+        return
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.scatter(
+        [t for t, _ in run.probes], [v * 1000 for _, v in run.probes], s=8, label="commit -> readable (ms)"
+    )
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds into the load")
+    ax.set_ylabel("latency, ms (log)")
+    ax2 = ax.twinx()
+    ax2.plot(
+        [t for t, _ in run.load], [v for _, v in run.load], color="tab:orange", alpha=0.6, label="applied/s"
+    )
+    ax2.set_ylabel("records applied per second")
+    ax.set_title(f"gorse-cdc freshness at {args.rate:,.0f} changes/s ({datetime.now(UTC):%Y-%m-%d})")
+    fig.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"chart: {path}")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rate", type=float, default=1000.0, help="activity changes per second")
+    p.add_argument("--seconds", type=float, default=120.0, help="how long the activity runs")
+    p.add_argument("--probe-every", type=float, default=0.5, help="seconds between probes")
+    p.add_argument("--ratings", type=int, default=100_000, help="size of the generated database")
+    p.add_argument("--shards", type=int, default=2)
+    p.add_argument("--png", default="", help="write the chart here (e.g. bench/freshness.png)")
+    asyncio.run(main(p.parse_args()))
