@@ -80,7 +80,9 @@ class GorseSink:
         self.publisher = publisher
         self.retell_after_s = retell_after_s
         self._clock = clock
-        self._retell: dict[str, tuple[float, Values]] = {}  # item -> (when, its new values)
+        # item -> (when, its new values, the likers told already): only users who liked it since
+        # are told again, so a bulk load (every item new to this worker) is not told twice
+        self._retell: dict[str, tuple[float, Values, frozenset[str]]] = {}
         self.refreshed: set[str] = set()  # likers written here (no publisher)
         self.client = client
         self.mapper = mapper
@@ -137,11 +139,16 @@ class GorseSink:
                     changed[item.item_id] = values
                     self._owed.add(item.item_id)
                 self.cache.put(item.item_id, values)
-            for user, liked in (await self._likers(changed)).items():
+            likers = await self._likers(changed)
+            for user, liked in likers.items():
                 refresh.setdefault(user, {}).update(liked)
             if self.publisher is not None:
                 due = self._clock() + self.retell_after_s
-                self._retell.update({i: (due, v) for i, v in changed.items()})
+                told: dict[str, set[str]] = {}
+                for user, liked in likers.items():
+                    for i in liked:
+                        told.setdefault(i, set()).add(user)
+                self._retell.update({i: (due, v, frozenset(told.get(i, ()))) for i, v in changed.items()})
         for item_id in plan.item_values:  # edited on another shard: read them fresh from Gorse
             self.cache.invalidate(item_id)
         # 3. feedback (PUT: idempotent)
@@ -170,16 +177,21 @@ class GorseSink:
     async def retell_due(self) -> int:
         """Tell the likers of items edited ``retell_after_s`` ago again; returns how many."""
         now = self._clock()
-        due = {i: v for i, (when, v) in self._retell.items() if when <= now}
+        due = {i: entry for i, entry in self._retell.items() if entry[0] <= now}
         if not due or self.publisher is None:
             return 0
-        likers = await self._likers(due)
-        if likers:
-            await self.publisher.publish(likers)
+        likers = await self._likers({i: v for i, (_, v, _) in due.items()})
+        new: dict[str, dict[str, Values]] = {}
+        for user, liked in likers.items():
+            for i, v in liked.items():
+                if user not in due[i][2]:
+                    new.setdefault(user, {})[i] = v
+        if new:
+            await self.publisher.publish(new)
         for i in due:
-            if self._retell.get(i, (0.0, None))[0] <= now:
+            if self._retell.get(i, (0.0, None, frozenset()))[0] <= now:
                 del self._retell[i]
-        return len(likers)
+        return len(new)
 
     async def run_retells(self, interval_s: float = 1.0) -> None:
         """The live consumer's background task; failures are retried at the next tick."""

@@ -255,3 +255,27 @@ def test_an_empty_item_cache_passed_in_is_the_one_used() -> None:
     cache = ItemLabelCache(gorse, mapper, ttl_s=2.0)  # type: ignore[arg-type]
     assert len(cache) == 0
     assert GorseSink(gorse, mapper, cache=cache).cache is cache  # type: ignore[arg-type]
+
+
+async def test_an_edit_is_told_again_after_the_ttl_only_to_users_who_liked_it_since() -> None:
+    from tests.unit.consumers.fakes import ManualClock
+
+    gorse = RecordingGorse()
+    gorse.likers["m1"] = ["early"]
+    publisher, clock = RecordingPublisher(), ManualClock()
+    sink = GorseSink(
+        gorse,  # type: ignore[arg-type]
+        build_mapper(Settings()),
+        publisher=publisher,  # type: ignore[arg-type]
+        retell_after_s=61,
+        clock=clock,
+    )
+    await sink.write(WritePlan(upsert_items={"m1": Item("m1", {"genres": ["Drama"]}, comment="T")}))
+    assert publisher.published == [{"early": {"m1": ("Drama",)}}]
+    gorse.likers["m1"] = ["early", "late"]  # liked meanwhile, on a worker with an older copy
+    clock.advance(30)
+    assert await sink.retell_due() == 0  # not yet
+    clock.advance(32)
+    assert await sink.retell_due() == 1
+    assert publisher.published[-1] == {"late": {"m1": ("Drama",)}}
+    assert await sink.retell_due() == 0  # told once
