@@ -97,6 +97,7 @@ def _env(s: Settings) -> dict[str, str]:
         **os.environ,
         "GORSE_CDC_KINESIS__STREAM_NAME": s.kinesis.stream_name,
         "GORSE_CDC_REPLAY__TABLE": s.replay.table,
+        "GORSE_CDC_LEASES__TABLE": s.leases.table,  # not the default table (the demo's live leases)
         "GORSE_CDC_REPLAY__JOB": "killed",
         "GORSE_CDC_DEAD_LETTERS__S3_PREFIX": s.dead_letters.s3_prefix,
     }
