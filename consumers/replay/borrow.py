@@ -20,9 +20,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from botocore.exceptions import ClientError
+
 from consumers.leases.coordinator import FORCE_AFTER, WRITE_DEADLINE
 from consumers.leases.lease import TRIM_HORIZON, Lease, LeaseLostError
 from consumers.leases.table import LeaseTable
+from gorse_cdc.retry import error_code
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,3 +146,25 @@ def live_stop(lease: Lease | None) -> str | None:
     if lease.checkpoint in (TRIM_HORIZON, "LATEST", "AT_TIMESTAMP"):
         return ""
     return lease.checkpoint
+
+
+async def live_owners(table: LeaseTable, failover_s: float) -> list[str]:
+    """The workers renewing leases of ``table`` now (a counter that moves within failover/3,
+    the renewal interval); [] when the table is absent or nobody renews."""
+    try:
+        first = {le.lease_key: le.lease_counter for le in await table.list_leases() if le.lease_owner}
+    except ClientError as e:
+        if error_code(e) == "ResourceNotFoundException":
+            return []
+        raise
+    if not first:
+        return []
+    await asyncio.sleep(failover_s / 3 + 0.5)
+    leases = await table.list_leases()
+    return sorted(
+        {
+            le.lease_owner or ""
+            for le in leases
+            if first.get(le.lease_key, le.lease_counter) != le.lease_counter
+        }
+    )

@@ -30,8 +30,9 @@ from consumers.pipeline import BatchApplier, BatchOutcome
 from consumers.protocols import Applier
 from consumers.records import ShardRecord
 from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
-from consumers.replay.borrow import LeaseBorrow, live_stop
+from consumers.replay.borrow import LeaseBorrow, live_owners, live_stop
 from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
+from consumers.replay.dryrun import DryRunSink
 from consumers.replay.plan import RecordFilter, ReplaySummary, StopPoint, shard_waves
 from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
 from consumers.replay.shards import BoundedSource, CoalescingApplier, FilteredApplier, NoCheckpoints
@@ -43,30 +44,6 @@ from gorse_cdc.retry import RateLimiter, error_code
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class DryRunSink:
-    """Counts what would be written; prints the first plans. Never writes."""
-
-    def __init__(self, show: int = 5) -> None:
-        self.show = show
-        self.plans = 0
-
-    async def write(self, plan: WritePlan) -> None:
-        self.plans += 1
-        if self.plans <= self.show:
-            parts = {
-                "delete users": len(plan.delete_users),
-                "delete items": len(plan.delete_items),
-                "upsert items": len(plan.upsert_items),
-                "upsert users": len(plan.upsert_users),
-                "put feedback": len(plan.put_feedback),
-                "delete stale types": len(plan.stale_feedback),
-                "delete feedback": len(plan.delete_feedback),
-                "liked labels of": len(plan.liked_users),
-            }
-            shown = ", ".join(f"{k} {v}" for k, v in parts.items() if v)
-            tqdm.write(f"[dry-run] would write: {shown or 'nothing'}")
 
 
 class Replay:
@@ -285,31 +262,15 @@ class Replay:
     async def _refuse_beside_live(self, clients: Clients, what: str) -> None:
         """An archive replay or a re-drive applies old records one batch at a time, without
         the live checkpoints to stop at: beside a live consumer it could set a key back (an
-        erased user brought back until the reconcile). Refused unless ``beside_live``. Live:
-        a lease of the live table whose counter moves (renewals run every failover/3)."""
+        erased user brought back until the reconcile). Refused unless ``beside_live``."""
         if self.beside_live or self.dry_run:
             return
         s = self.settings
         table = LeaseTable(clients.dynamodb, s.leases.table)
-        try:
-            first = {le.lease_key: le.lease_counter for le in await table.list_leases() if le.lease_owner}
-        except ClientError as e:
-            if error_code(e) == "ResourceNotFoundException":
-                return
-            raise
-        if not first:
-            return
-        await asyncio.sleep(s.leases.failover_ms / 1000 / 3 + 0.5)
-        moved = sorted(
-            {
-                le.lease_owner or ""
-                for le in await table.list_leases()
-                if first.get(le.lease_key, le.lease_counter) != le.lease_counter
-            }
-        )
-        if moved:
+        live = await live_owners(table, s.leases.failover_ms / 1000)
+        if live:
             raise FatalError(
-                f"a live consumer ({', '.join(moved)}) is running on lease table {s.leases.table}: {what} "
+                f"a live consumer ({', '.join(live)}) is running on lease table {s.leases.table}: {what} "
                 "applies old records without stopping at its checkpoints and could set keys back "
                 "(an erased user brought back). Stop the consumer first, or pass --beside-live and "
                 "run the reconcile afterwards; a Kinesis replay (gorse-cdc replay kinesis) is safe beside it"
