@@ -160,7 +160,10 @@ async def test_replay_beside_live_consumer_borrows_and_returns_its_leases(histor
         # the live consumer takes its leases back, at the checkpoints it had
         await wait_for(lambda: len(live.coordinator.held) == len(tips), "leases not taken back", 30)
         after = leases(history, table)
-    assert {x.lease_key: x.checkpoint for x in after} == before
+    # the live consumer goes on at the checkpoints it had (it may pass them: its own refresh
+    # records for genre edits follow the history); the replay never moved them itself
+    assert set(before) == {x.lease_key for x in after}
+    assert all(int(x.checkpoint) >= int(before[x.lease_key]) for x in after)
     assert {x.lease_owner for x in after} == {live.worker_id} and not any(x.pinned for x in after)
     replay_rows = {x.lease_key for x in leases(history, history.replay.table)}
     assert {f"beside/{s}" for s in tips} <= replay_rows
