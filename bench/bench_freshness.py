@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
+import signal
+import socket
 import statistics
+import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,26 +32,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import aiohttp
 import psycopg
 
 from consumers.metrics import Metrics
 from consumers.wiring import open_consumer
+from entrypoints.stack.components import Stack
 from entrypoints.stack.resources import ensure_bucket, ensure_stream
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.settings import Settings
-from producers.activity import run_activity
-from producers.dms.runner import run_dms
 from producers.synthetic import generate
 from producers.synthetic_model import GeneratorConfig
 
 PROBE_USER = 990_000_001
-PROBE_MOVIE0 = 990_000_000
+PROBE_MOVIE0 = 1_900_000_000  # counting down: the activity numbers new movies max + 1
 
 
 @dataclass
 class Run:
     probes: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, latency s)
-    load: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, changes/s)
+    load: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, applied/s)
+    put: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, DMS put/s)
     lost: int = 0
 
 
@@ -102,7 +107,7 @@ async def probe_loop(
         i = 0
         while not stop.is_set():
             i += 1
-            movie = PROBE_MOVIE0 + i
+            movie = PROBE_MOVIE0 - i
             conn.execute("INSERT INTO movies VALUES (%s, 'probe', '2000-01-01', 'Drama')", (movie,))
             committed = time.monotonic()
             conn.execute("INSERT INTO ratings VALUES (%s, %s, 5, now())", (PROBE_USER, movie))
@@ -111,68 +116,104 @@ async def probe_loop(
     await poller
 
 
+def child_env(s: Settings) -> dict[str, str]:
+    """The private names, for the DMS and activity processes (they read GORSE_CDC_*)."""
+    return {
+        **os.environ,
+        "GORSE_CDC_KINESIS__STREAM_NAME": s.kinesis.stream_name,
+        "GORSE_CDC_KINESIS__SHARD_COUNT": str(s.kinesis.shard_count),
+        "GORSE_CDC_S3__PREFIX": s.s3.prefix,
+        "GORSE_CDC_SOURCE__SLOT_NAME": s.source.slot_name,
+        "GORSE_CDC_LEASES__TABLE": s.leases.table,
+    }
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "entrypoints.cli", *args]
+
+
+async def dms_put(port: int) -> float:
+    """Records the DMS process's Kinesis target accepted so far (its Prometheus endpoint)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+    except aiohttp.ClientError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("gorse_cdc_dms_kinesis_records_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 async def main(args: argparse.Namespace) -> None:
     base = Settings()
     s = private(base, uuid.uuid4().hex[:8], args.shards)
     ensure_stream(s)
     ensure_bucket(s)
+    env = child_env(s)
     print(f"generating a MovieLens-100K-sized database ({args.ratings:,} ratings) ...")
     with psycopg.connect(s.source_dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM ratings; DELETE FROM movies; DELETE FROM users;")
     generate(s, GeneratorConfig(users=943, movies=1682, ratings=args.ratings, seed=3))
     metrics = Metrics()
-    dms_stop = threading.Event()
     run = Run()
+    dms_port = free_port()
+    print("restarting Gorse empty ...")
+    await asyncio.to_thread(Stack(s).reset_gorse)
     async with GorseClient.from_settings(s) as g, open_consumer(s, metrics) as consumer:
-        for u in await g.export_users():
-            await g.delete_user(u.user_id)
-        for i in await g.export_items():
-            await g.delete_item(i.item_id)
         consumer_stop = asyncio.Event()
         consuming = asyncio.create_task(consumer.run(consumer_stop))
         started = time.monotonic()
-        dms = threading.Thread(
-            target=run_dms, args=(s,), kwargs={"mode": "full-load-and-cdc", "stop": dms_stop}, daemon=True
+        dms = spawn(
+            cli("dms", "run", "--mode", "full-load-and-cdc", "--metrics-port", str(dms_port)),
+            env,
+            args.logs / "dms.log",
         )
-        dms.start()
-        while await gorse_ratings(g) < args.ratings:  # noqa: ASYNC110 (polling another server)
-            await asyncio.sleep(0.5)
-        full_load = time.monotonic() - started
-        print(
-            f"full load: Gorse holds all {args.ratings:,} ratings {full_load:.1f} s after `dms run` started"
-        )
-
-        print(
-            f"activity at {args.rate:,.0f} changes/s for {args.seconds:.0f} s, "
-            f"probing every {args.probe_every} s"
-        )
-        act_stop = threading.Event()
-        summary: list[object] = []
-        activity = threading.Thread(
-            target=lambda: summary.append(
-                run_activity(s, duration_s=args.seconds, rate=args.rate, seed=5, stop=act_stop)
-            ),
-            daemon=True,
-        )
-        t0 = time.monotonic()
-        activity.start()
-        probing_stop = asyncio.Event()
-        await asyncio.sleep(1.0)  # the activity's world is read: the probe user is not in it
-        probing = asyncio.create_task(probe_loop(s, g, run, t0, probing_stop, args.probe_every))
-        last_t, last_n = time.monotonic(), _applied(metrics)
-        while activity.is_alive():
-            await asyncio.sleep(1.0)
-            now, n = time.monotonic(), _applied(metrics)
-            run.load.append((now - t0, (n - last_n) / (now - last_t)))
-            last_t, last_n = now, n
-        probing_stop.set()
-        await probing
-        dms_stop.set()
-        consumer_stop.set()
-        await consuming
-        dms.join(30)
-    done = summary[0] if summary else None
-    events, seconds = getattr(done, "events", 0), getattr(done, "seconds", 0.0)
+        try:
+            while await gorse_ratings(g) < args.ratings:
+                if dms.poll() is not None:
+                    raise SystemExit(f"dms exited with {dms.returncode}: see {args.logs / 'dms.log'}")
+                await asyncio.sleep(0.5)
+            full_load = time.monotonic() - started
+            print(
+                f"full load: Gorse holds all {args.ratings:,} ratings "
+                f"{full_load:.1f} s after `dms run` started"
+            )
+            print(
+                f"activity at {args.rate:,.0f} changes/s for {args.seconds:.0f} s, "
+                f"probing every {args.probe_every} s"
+            )
+            t0 = time.monotonic()
+            mix = ["--mix", args.mix] if args.mix else []
+            rate_arg, secs_arg = str(args.rate), str(args.seconds)
+            activity = spawn(
+                cli("data", "activity", "--rate", rate_arg, "--duration", secs_arg, "--seed", "5", *mix),
+                env,
+                args.logs / "activity.log",
+                capture=True,
+            )
+            probing_stop = asyncio.Event()
+            base_put = await dms_put(dms_port)
+            while await dms_put(dms_port) == base_put:  # noqa: ASYNC110 (another process)
+                await asyncio.sleep(0.1)  # the activity read its world: the probe user is not in it
+            probing = asyncio.create_task(probe_loop(s, g, run, t0, probing_stop, args.probe_every))
+            last_t, last_n, last_p = time.monotonic(), _applied(metrics), await dms_put(dms_port)
+            while activity.poll() is None:
+                await asyncio.sleep(1.0)
+                now, n, p = time.monotonic(), _applied(metrics), await dms_put(dms_port)
+                dt = now - last_t
+                run.load.append((now - t0, (n - last_n) / dt))
+                run.put.append((now - t0, (p - last_p) / dt))
+                last_t, last_n, last_p = now, n, p
+            out = activity.stdout.read() if activity.stdout else ""
+            probing_stop.set()
+            await probing
+        finally:
+            dms.send_signal(signal.SIGTERM)
+            dms.wait(30)
+            consumer_stop.set()
+            await consuming
+    events, seconds = _activity_summary(out)
     lat = [p[1] * 1000 for p in run.probes]
     rate = events / max(seconds, 1e-9)
     print(f"activity achieved {rate:,.0f} changes/s ({events:,} changes in {seconds:.0f} s)")
@@ -184,6 +225,38 @@ async def main(args: argparse.Namespace) -> None:
         )
     if args.png:
         draw(run, args, Path(args.png))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path, capture: bool = False) -> subprocess.Popen[str]:
+    """A child process of the bench (DMS, activity), its stderr in ``log``."""
+    with log.open("wb") as err:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _activity_summary(out: str) -> tuple[int, float]:
+    """(changes, seconds) from the activity's summary line,
+    e.g. 'activity: 60123 changes (61234 rows) in 60.0 s'."""
+    m = re.search(r"activity: (\d+) changes \(\d+ rows\) in ([\d.]+) s", out)
+    if not m:
+        print(f"activity printed no summary: {out[-300:]!r}")
+        return 0, 0.0
+    return int(m.group(1)), float(m.group(2))
 
 
 def _applied(metrics: Metrics) -> float:
@@ -210,9 +283,12 @@ def draw(run: Run, args: argparse.Namespace, path: Path) -> None:
     ax.set_ylabel("latency, ms (log)")
     ax2 = ax.twinx()
     ax2.plot(
+        [t for t, _ in run.put], [v for _, v in run.put], color="tab:green", alpha=0.6, label="DMS put/s"
+    )
+    ax2.plot(
         [t for t, _ in run.load], [v for _, v in run.load], color="tab:orange", alpha=0.6, label="applied/s"
     )
-    ax2.set_ylabel("records applied per second")
+    ax2.set_ylabel("records per second")
     ax.set_title(f"gorse-cdc freshness at {args.rate:,.0f} changes/s ({datetime.now(UTC):%Y-%m-%d})")
     fig.legend(loc="upper right")
     fig.tight_layout()
@@ -228,4 +304,8 @@ if __name__ == "__main__":
     p.add_argument("--ratings", type=int, default=100_000, help="size of the generated database")
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--png", default="", help="write the chart here (e.g. bench/freshness.png)")
+    p.add_argument(
+        "--mix", default="", help="the activity's mix (gorse-cdc data activity --mix); default: all kinds"
+    )
+    p.add_argument("--logs", type=Path, default=Path("/tmp"), help="where dms.log and activity.log go")
     asyncio.run(main(p.parse_args()))

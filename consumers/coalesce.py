@@ -10,6 +10,9 @@ every operation one by one in commit order would, with far fewer calls:
   (DeleteUser) or item (DeleteItem) count, and of those the last one wins: a put (its stale
   types deleted after it) or a delete of every type. Feedback written after a DeleteUser
   runs after that delete because deletes of entities are phase 1 and feedback phase 3.
+  A feedback delete with no operation on its pair since the wipe is dropped: the entity's
+  delete already removed that feedback in Gorse. This is the FK cascade of an erasure (the
+  user's delete, then one delete per rating, on the user's shard): one call, not hundreds.
 - users whose derived liked labels may change: those with a surviving feedback change or an
   upsert, unless the batch ends with the user deleted.
 """
@@ -94,6 +97,7 @@ class PlanBuilder:
         self._pairs_of_item: dict[str, set[PairKey]] = {}
         self._refresh: set[str] = set()
         self._item_values: dict[str, tuple[str, ...] | None] = {}
+        self.wiped_deletes = 0  # feedback deletes an entity's delete in this plan made moot
 
     def _wipe(self, pairs: set[PairKey] | None) -> None:
         for pair in pairs or ():
@@ -121,6 +125,14 @@ class PlanBuilder:
         else:
             pair = (op.entity_key[1], op.entity_key[2])
             prev = self._feedback.get(pair)
+            if (
+                prev is None
+                and isinstance(op, DeleteFeedback)
+                and (pair[0] in self._deleted_users or pair[1] in self._deleted_items)
+            ):
+                self.wiped_deletes += 1
+                self._refresh.add(pair[0])  # its liked labels lose the item (dropped if erased)
+                return
             self._feedback[pair] = (op, prev[1] + 1 if prev else 1)
             self._pairs_of_user.setdefault(pair[0], set()).add(pair)
             self._pairs_of_item.setdefault(pair[1], set()).add(pair)

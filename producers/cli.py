@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gorse_cdc.settings import Settings
+from producers.activity_events import EVENTS
 
 log = logging.getLogger("producers")
 
@@ -74,7 +75,36 @@ def _register_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     act.add_argument("--duration", type=float, default=None, help="seconds to run")
     act.add_argument("--changes", type=int, default=None, help="stop after this many changes")
     act.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    act.add_argument(
+        "--mix",
+        type=_mix,
+        default=None,
+        metavar="KIND=PCT,...",
+        help=(
+            "the kinds of change and their weights instead of the default mix, e.g. "
+            "new_rating=70,rerate=30; kinds: " + ", ".join(EVENTS)
+        ),
+    )
     p.set_defaults(func=_run_data)
+
+
+def _mix(text: str) -> dict[str, float]:
+    """'new_rating=70,rerate=30' -> every kind's weight (the kinds not named: 0)."""
+    out = dict.fromkeys(EVENTS, 0.0)
+    for part in text.split(","):
+        kind, _, weight = part.partition("=")
+        kind = kind.strip()
+        if kind not in EVENTS:
+            raise argparse.ArgumentTypeError(f"unknown kind {kind!r}; kinds: {', '.join(EVENTS)}")
+        try:
+            out[kind] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind}: weight {weight!r} is not a number") from None
+        if out[kind] < 0:
+            raise argparse.ArgumentTypeError(f"{kind}: weight must be >= 0")
+    if not any(out.values()):
+        raise argparse.ArgumentTypeError("give at least one kind a positive weight")
+    return out
 
 
 def _run_data(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,6 +134,7 @@ def _run_data(args: argparse.Namespace, settings: Settings) -> int:
         duration_s=args.duration,
         rate=args.rate,
         seed=args.seed,
+        weights=args.mix,
         stop=stop,
         progress_s=5.0,
     )

@@ -21,10 +21,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from consumers.coalesce import WritePlan
 from consumers.refresh import RefreshPublisher, Values
+from consumers.sink import stale
 from consumers.sink.item_cache import ItemLabelCache
 from consumers.sink.liked import LikedLabelsWriter
 from gorse_cdc.errors import GorsePermanentError, PermanentRecordError
@@ -154,9 +156,16 @@ class GorseSink:
         # 3. feedback (PUT: idempotent)
         feedback = list(plan.put_feedback.values())
         await run_all([lambda b=b: c.put_feedback(b) for b in self._batches(feedback)], limit)  # type: ignore[misc]
-        # 4. stale types after a threshold crossing, deleted ratings
+        # 4. stale types after a threshold crossing (read first for users with many), deleted ratings
+        blind, checked = stale.split(plan.stale_feedback, plan.put_feedback, datetime.now(UTC))
+        found: list[stale.StaleKey] = []
+
+        async def check(user: str, keys: list[stale.StaleKey]) -> None:
+            found.extend(await stale.existing(c, user, keys))
+
+        await run_all([lambda u=u, k=k: check(u, k) for u, k in checked.items()], limit)  # type: ignore[misc]
         await run_all(
-            [lambda k=k: c.delete_feedback(k[1], k[2], k[0]) for k in plan.stale_feedback]
+            [lambda k=k: c.delete_feedback(k[1], k[2], k[0]) for k in blind + found]
             + [lambda k=k: c.delete_feedback(k[0], k[1]) for k in plan.delete_feedback],
             limit,
         )

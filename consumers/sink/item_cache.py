@@ -4,11 +4,16 @@ Invalidated by the item writes this worker sees; entries also expire after ``ttl
 genre edit applied by *another* worker reaches this one within that time (the nightly
 reconcile is the exact backstop). A fetch that started before an invalidation never stores
 its (possibly old) answer.
+
+Single flight: concurrent misses of one item share one GET. Without it every user whose labels
+a batch recomputes fetched the same cold items at once (a bench at 1,000 ratings/s made ten
+GETs per liked-labels computation, 56k in 40 s, saturating Gorse).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -36,8 +41,7 @@ class ItemLabelCache:
         self._ttl = ttl_s
         self._clock = clock
         self._entries: OrderedDict[str, tuple[Values, float]] = OrderedDict()
-        self._pending: dict[str, int] = {}
-        self._dirty: set[str] = set()
+        self._inflight: dict[str, asyncio.Future[Values]] = {}  # item -> the fetch new misses join
         self._sem = asyncio.Semaphore(concurrency)
 
     def __len__(self) -> int:
@@ -66,32 +70,34 @@ class ItemLabelCache:
 
     def invalidate(self, item_id: str) -> None:
         self._entries.pop(item_id, None)
-        if item_id in self._pending:
-            self._dirty.add(item_id)
+        self._inflight.pop(item_id, None)  # later misses start a new fetch; this one stores nothing
 
     def clear(self) -> None:
         """Forget everything (this worker took shards: what it cached may predate edits whose
         refresh records their previous owner consumed). Fetches in flight store nothing."""
         self._entries.clear()
-        self._dirty.update(self._pending)
+        self._inflight.clear()
 
-    async def _fetch(self, item_id: str) -> Values:
-        self._pending[item_id] = self._pending.get(item_id, 0) + 1
-        try:
-            async with self._sem:
-                item = await self._client.get_item(item_id)
-        finally:
-            self._pending[item_id] -= 1
-            left = self._pending[item_id]
-            if left == 0:
-                del self._pending[item_id]
-        values = None if item is None else tuple(self._mapper.item_label_values(item.labels))
-        if item_id in self._dirty:
-            if left == 0:
-                self._dirty.discard(item_id)
-        else:
-            self._store(item_id, values)
-        return values
+    def _fetch(self, item_id: str) -> asyncio.Future[Values]:
+        flight = self._inflight.get(item_id)
+        if flight is None:
+            flight = asyncio.ensure_future(self._load(item_id))
+            self._inflight[item_id] = flight
+            flight.add_done_callback(functools.partial(self._landed, item_id))
+        return flight
+
+    def _landed(self, item_id: str, flight: asyncio.Future[Values]) -> None:
+        ok = not flight.cancelled() and flight.exception() is None  # (retrieved: never "unretrieved")
+        if self._inflight.get(item_id) is not flight:
+            return  # invalidated (or cleared) while in flight: its answer may be old
+        del self._inflight[item_id]
+        if ok:
+            self._store(item_id, flight.result())
+
+    async def _load(self, item_id: str) -> Values:
+        async with self._sem:
+            item = await self._client.get_item(item_id)
+        return None if item is None else tuple(self._mapper.item_label_values(item.labels))
 
     def known(self, item_ids: Iterable[str]) -> dict[str, Values]:
         """The cached values of those items this worker knows (fresh entries only); no I/O."""
@@ -112,6 +118,6 @@ class ItemLabelCache:
             else:
                 missing.append(i)
         if missing:
-            fetched = await asyncio.gather(*(self._fetch(i) for i in missing))
+            fetched = await asyncio.gather(*(asyncio.shield(self._fetch(i)) for i in missing))
             out.update(zip(missing, fetched, strict=True))
         return out

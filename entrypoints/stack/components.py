@@ -20,6 +20,14 @@ from entrypoints.stack.processes import ProcessSpec, ProcessTable, http_ok, tcp_
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
 
+# Gorse opens SQLite with busy_timeout and WAL; writers then meet each other as SQLITE_BUSY
+# inside deferred transactions (a read that turns into a write cannot wait, it fails) and the
+# busy handler sleeps up to 100 ms between tries. BEGIN IMMEDIATE takes the write lock first,
+# so writers queue instead; synchronous=NORMAL is SQLite's recommended setting in WAL mode
+# (commits do not fsync; a power cut may lose the last commits, never corrupts). Appended by
+# Gorse itself: storage.AppendURLParams keeps ours.
+SQLITE_PARAMS = "?_txlock=immediate&_pragma=synchronous(normal)"
+
 
 @dataclass
 class Part:
@@ -89,7 +97,7 @@ class Stack:
             )
             return url, url
         d = self.root / "gorse"
-        return f"sqlite://{d}/data.sqlite3", f"sqlite://{d}/cache.sqlite3"
+        return f"sqlite://{d}/data.sqlite3{SQLITE_PARAMS}", f"sqlite://{d}/cache.sqlite3{SQLITE_PARAMS}"
 
     def start_gorse(self) -> Part:
         st = self.settings.stack

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.coalesce import WritePlan, coalesce
+from consumers.coalesce import PlanBuilder, WritePlan, coalesce
 from gorse_cdc.gorse.models import Feedback, Item, User
 from gorse_cdc.mapping.ops import (
     DeleteFeedback,
@@ -148,3 +148,20 @@ def test_fresh_insert_alone_skips_stale_deletes_but_not_after_a_delete() -> None
     assert after_delete.stale_feedback == [("like", "1", "7")]
     updated = coalesce([PutFeedback(fb, ("like",), fresh=False)])
     assert updated.stale_feedback == [("like", "1", "7")]
+
+
+def test_an_erasure_cascade_is_one_user_delete_not_one_call_per_rating() -> None:
+    cascade = [DeleteFeedback("1", str(i)) for i in range(100)]
+    builder = PlanBuilder().extend([DeleteUser("1"), *cascade, DeleteItem("9"), DeleteFeedback("2", "9")])
+    plan = builder.build()
+    assert plan.delete_users == ["1"] and plan.delete_items == ["9"]
+    assert plan.delete_feedback == []
+    assert builder.wiped_deletes == 101
+    assert "1" not in plan.liked_users
+    assert "2" in plan.liked_users  # lost a liked item: labels recomputed
+
+
+def test_a_feedback_delete_after_a_reput_past_the_wipe_is_kept() -> None:
+    plan = coalesce([DeleteUser("1"), UpsertUser(User("1")), _put("1", "8", 5), DeleteFeedback("1", "8")])
+    assert plan.delete_feedback == [("1", "8")]
+    assert plan.put_feedback == {}

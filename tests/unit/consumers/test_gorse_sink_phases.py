@@ -279,3 +279,32 @@ async def test_an_edit_is_told_again_after_the_ttl_only_to_users_who_liked_it_si
     assert await sink.retell_due() == 1
     assert publisher.published[-1] == {"late": {"m1": ("Drama",)}}
     assert await sink.retell_due() == 0  # told once
+
+
+async def test_many_stale_types_of_one_user_cost_one_read_and_only_the_deletes_that_exist() -> None:
+    gorse = RecordingGorse()
+    gorse.likers = {"m1": ["u1"], "m3": ["u1"]}  # u1 holds like/m1 and like/m3 before the plan
+    items = [f"m{i}" for i in range(1, 6)]
+    sink = GorseSink(gorse, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
+    await sink.write(
+        WritePlan(
+            put_feedback={("u1", i): Feedback("unlike", "u1", i, 2.0) for i in items},
+            stale_feedback=[("like", "u1", i) for i in items],
+            delete_feedback=[("u2", "m9")],
+        )
+    )
+    deletes = sorted(k for m, k in gorse.calls if m == "delete_feedback")
+    assert deletes == ["*/u2/m9", "like/u1/m1", "like/u1/m3"]
+
+
+def test_stale_keys_are_read_first_only_for_users_with_many_and_no_future_timestamps() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from consumers.sink.stale import split
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    future = Feedback("unlike", "f", "a", 1.0, timestamp=now + timedelta(days=1))
+    stale = [("like", "few", "a")] + [("like", "many", x) for x in "abc"] + [("like", "f", x) for x in "abc"]
+    blind, checked = split(stale, {("f", "a"): future}, now)
+    assert checked == {"many": [("like", "many", x) for x in "abc"]}
+    assert sorted(blind) == sorted([("like", "few", "a")] + [("like", "f", x) for x in "abc"])
