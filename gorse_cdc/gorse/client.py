@@ -80,7 +80,9 @@ class GorseClient:
         self._base = base_url.rstrip("/")
         self._api_key = api_key
         self.batch_size = batch_size
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
+        # sock_connect, not connect: waiting for a pooled connection is back-pressure, not an
+        # unreachable server (32 callers on 16 connections timed out at 5 s while Gorse answered)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._max_connections = max_connections
         self._verify_tls = verify_tls
         self._observe = observe_latency

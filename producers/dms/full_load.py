@@ -86,8 +86,8 @@ def _load_table(conn: Any, d: TableDefinition, t: LoadTargets) -> int:
         for row in cur:
             em = t.builder.load(d, row)
             t.kinesis.add(encode_record(em.record, fmt), em.partition_key)
-            if len(t.kinesis) >= 500:
-                t.kinesis.flush()
+            if t.kinesis.full:
+                t.kinesis.flush_in_background(0)  # read on while it sends
             pending.append(em.values)
             total += 1
             if len(pending) >= LOAD_FILE_ROWS:

@@ -13,10 +13,15 @@ newest record of a key is always the last one the shard holds for it: exactly wh
 at-least-once redelivery (a DMS task restart) looks like, which consumers must handle anyway
 (dedupe / order by stream-position, idempotent writes). The next batch is sent only after the
 previous one fully succeeded, so nothing overtakes across batches.
+
+Lanes: to send several calls at once, entries are split into lanes by partition key (a key
+always in the same lane, its entries in their order) and each lane sends its calls one after
+another. Calls of different lanes hold different keys, so nothing of a key overtakes.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,3 +78,11 @@ def to_resend(entries: Sequence[Entry], failed: Sequence[bool]) -> list[Entry]:
         if bad and e.partition_key not in first:
             first[e.partition_key] = i
     return [e for i, e in enumerate(entries) if i >= first.get(e.partition_key, len(entries))]
+
+
+def lanes(entries: Iterable[Entry], n: int) -> list[list[Entry]]:
+    """Split into at most ``n`` non-empty lanes by partition key, each key's order kept."""
+    out: list[list[Entry]] = [[] for _ in range(max(1, n))]
+    for e in entries:
+        out[zlib.crc32(e.partition_key.encode()) % len(out)].append(e)
+    return [lane for lane in out if lane]

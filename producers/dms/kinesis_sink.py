@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import boto3
@@ -22,7 +23,7 @@ from gorse_cdc.errors import FatalError, RetriableError
 from gorse_cdc.retry import FailedAttempt, RetryPolicy, classify, error_code, retry_sync
 from gorse_cdc.settings import Settings
 from producers.dms import metrics
-from producers.dms.kinesis_batch import Entry, check_size, chunks, to_resend
+from producers.dms.kinesis_batch import MAX_RECORDS, Entry, check_size, chunks, lanes, to_resend
 
 log = logging.getLogger(__name__)
 classify_put = functools.partial(classify, fatal={"ResourceNotFoundException"})
@@ -38,7 +39,8 @@ class PartialFailure(RetriableError):
 
 
 class KinesisSink:
-    """add() buffers; flush() returns once Kinesis accepted every buffered entry."""
+    """add() buffers; flush() returns once Kinesis accepted every buffered entry. ``lanes``
+    PutRecords calls run at once (kinesis_batch.lanes: per-key order kept)."""
 
     def __init__(
         self,
@@ -46,17 +48,31 @@ class KinesisSink:
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         max_backoff_s: float = 5.0,
+        lanes: int = 4,
     ) -> None:
         self.stream = settings.kinesis.stream_name
         self.client = client or boto3.client(
             "kinesis",
-            config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
+            config=Config(
+                retries={"max_attempts": 1},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=max(10, lanes),
+            ),
             **settings.aws_client_kwargs("kinesis"),
         )
         self.sleep = sleep
         self.retry = RetryPolicy(base_s=0.1, cap_s=max_backoff_s)
         self.pending: list[Entry] = []
         self.sent = 0
+        self.lanes = max(1, lanes)
+        self._pool = (
+            ThreadPoolExecutor(self.lanes, thread_name_prefix="kinesis-put") if self.lanes > 1 else None
+        )
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="kinesis-send")
+        self._inflight: Future[None] | None = None
+        self._inflight_covers = self._inflight_n = 0
+        self._accepted_lsn = 0
 
     def add(self, data: bytes, partition_key: str) -> None:
         self.pending.append(check_size(Entry(data, partition_key)))
@@ -64,13 +80,72 @@ class KinesisSink:
     def __len__(self) -> int:
         return len(self.pending)
 
+    @property
+    def full(self) -> bool:
+        """Enough buffered for a full PutRecords call in every lane."""
+        return len(self.pending) >= MAX_RECORDS * self.lanes
+
     def flush(self) -> int:
-        n = len(self.pending)
-        for batch in chunks(self.pending):
+        """Send everything buffered (after any send in flight); returns once all is accepted."""
+        self._wait()
+        entries, self.pending = self.pending, []
+        self._send(entries)
+        self.sent += len(entries)
+        return len(entries)
+
+    def flush_in_background(self, covers: int) -> None:
+        """Hand everything buffered to the sender thread and go on decoding; once accepted,
+        accepted_lsn() is at least ``covers``. Waits for the previous handover first: sends
+        run one at a time, in order (each one in lanes)."""
+        self._wait()
+        if self.pending:
+            entries, self.pending = self.pending, []
+            self._inflight, self._inflight_covers = self._sender.submit(self._send, entries), covers
+            self._inflight_n = len(entries)
+
+    @property
+    def busy(self) -> bool:
+        """A background send has not finished yet."""
+        return self._inflight is not None and not self._inflight.done()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered, nothing in flight."""
+        return not self.pending and self._inflight is None
+
+    def accepted_lsn(self) -> int:
+        """How far finished sends cover; raises a send's failure (FatalError)."""
+        if self._inflight is not None and self._inflight.done():
+            self._wait()
+        return self._accepted_lsn
+
+    def _wait(self) -> None:
+        flight, self._inflight = self._inflight, None
+        if flight is not None:
+            flight.result()
+            self.sent += self._inflight_n
+            self._accepted_lsn = max(self._accepted_lsn, self._inflight_covers)
+
+    def _send(self, entries: list[Entry]) -> None:
+        split = lanes(entries, self.lanes) if self._pool is not None else [entries]
+        if len(split) <= 1:
+            for batch in chunks(entries):
+                self._put(batch)
+            return
+        assert self._pool is not None
+        futures = [self._pool.submit(self._send_lane, lane) for lane in split]
+        wait(futures)  # every lane ended (accepted or failed) before a failure is raised
+        for f in futures:
+            f.result()
+
+    def _send_lane(self, lane: list[Entry]) -> None:
+        for batch in chunks(lane):
             self._put(batch)
-        self.pending = []
-        self.sent += n
-        return n
+
+    def close(self) -> None:
+        self._sender.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def _put(self, batch: list[Entry]) -> None:
         unsent = batch

@@ -167,18 +167,28 @@ class LocalDms:
 
     # ---- flushing and acknowledging ------------------------------------------------------------
     def _flush(self, s3_too: bool) -> None:
-        if len(self.kinesis):
+        # Kinesis and S3 each send from a thread of their own while decoding goes on; the slot
+        # is acknowledged up to what both finished (see _ack)
+        if s3_too:
             self.kinesis.flush()
+        elif len(self.kinesis) and (self.kinesis.full or not self.kinesis.busy):
+            self.kinesis.flush_in_background(self.last_commit_end)
+        self.kinesis_done = max(self.kinesis_done, self.kinesis.accepted_lsn())
+        if self.kinesis.idle:
+            self.kinesis_done = self.last_commit_end
         self.summary.kinesis_records = self.kinesis.sent
-        self.kinesis_done = self.last_commit_end
-        if s3_too or self.s3.due():
-            self.summary.s3_cdc_files += self.s3.flush()
+        if s3_too:
+            self.s3.flush()
+        elif self.s3.due():  # S3 is written by its own thread: a slow S3 does not stall Kinesis
+            self.s3.flush_in_background(self.last_commit_end)
+        self.s3_done = max(self.s3_done, self.s3.written_lsn())
         if self.s3.empty:
             self.s3_done = self.last_commit_end
+        self.summary.s3_cdc_files = self.s3.cdc_files
 
     def _ack(self, stream: ReplicationStream, force: bool = False) -> None:
         target = min(self.kinesis_done, self.s3_done)
-        idle = not self.builder.in_transaction and self.s3.empty and not len(self.kinesis)
+        idle = not self.builder.in_transaction and self.s3.empty and self.kinesis.idle
         if idle and target == self.last_commit_end:
             target = max(target, stream.server_wal_end)  # nothing decoded is pending
         if target > self.acked or force:
@@ -206,6 +216,8 @@ class LocalDms:
             self._ack(stream, force=True)
         finally:
             stream.close()
+            self.kinesis.close()
+            self.s3.close()
         self.progress.tick(self.summary.acked_lsn, 0, force=True)
         return self.summary
 
@@ -218,7 +230,7 @@ class LocalDms:
                 self._handle(msg.payload)
                 last_msg = time.monotonic()
                 target = None
-                if len(self.kinesis) >= 500 or self.s3.due():
+                if self.kinesis.full or self.s3.due():
                     self._flush(s3_too=False)
                     self._ack(stream)
                 continue
@@ -236,7 +248,7 @@ class LocalDms:
                 if idle_for >= self.idle_s + 30:
                     log.warning("idle, but the server never confirmed WAL up to %s", format_lsn(target))
                     return
-            stream.wait(0.1 if len(self.kinesis) else 0.5)
+            stream.wait(0.02 if not self.kinesis.idle else 0.5)
 
 
 def run_dms(

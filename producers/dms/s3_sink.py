@@ -4,6 +4,10 @@ definitions a reader needs (DMS CSVs have no header) and the task's state object
 CDC rows are buffered for every table; flush() writes one file per table that has rows and
 returns only once S3 accepted them all. The runner acknowledges the slot only up to the last
 transaction that flush() covered, so a crash loses nothing (rows may be written twice).
+
+flush_in_background() hands the buffered rows to one writer thread instead, so a slow S3 does
+not hold up the Kinesis target (AWS DMS runs the two targets as separate tasks). Writes run
+one at a time in the order they were handed over; written_lsn() tells how far they got.
 A put is retried under gorse_cdc.retry (capped full-jitter backoff, no limit in attempts)
 until S3 takes it; a failure no retry can cure (no bucket, no access) raises FatalError.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,6 +80,11 @@ class S3Sink:
         self.buffered_bytes = 0
         self.buffered_rows = 0
         self.first_buffered_at: float | None = None
+        self.cdc_files = 0  # CDC files written so far
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="s3-writer")
+        self._inflight: Future[int] | None = None
+        self._inflight_covers = 0
+        self._written_lsn = 0
 
     # ---- plumbing --------------------------------------------------------------------------
     def put(self, key: str, body: bytes) -> None:
@@ -154,7 +164,8 @@ class S3Sink:
 
     @property
     def empty(self) -> bool:
-        return self.buffered_rows == 0
+        """Nothing buffered and nothing being written."""
+        return self.buffered_rows == 0 and self._inflight is None
 
     def due(self) -> bool:
         """Interval or size reached (CdcMaxBatchInterval / CdcMinFileSize)."""
@@ -164,26 +175,57 @@ class S3Sink:
         return age >= self.max_interval_s or self.buffered_bytes >= self.min_bytes
 
     def flush(self) -> int:
-        """Write every table's buffered rows, one file each; return the number of files."""
-        files = 0
+        """Write every table's buffered rows, one file each (after any write in flight);
+        return the number of files."""
+        self._wait()
+        files = self._write(self._take())
+        self.cdc_files += files
+        return files
+
+    def flush_in_background(self, covers: int) -> None:
+        """Hand the buffered rows to the writer thread; once written, written_lsn() is at least
+        ``covers``. Waits for the previous handover's write first (back-pressure)."""
+        self._wait()
+        taken = self._take()
+        if taken:
+            self._inflight, self._inflight_covers = self._writer.submit(self._write, taken), covers
+
+    def written_lsn(self) -> int:
+        """The LSN every finished background write covers; raises a write's failure."""
+        if self._inflight is not None and self._inflight.done():
+            self._wait()
+        return self._written_lsn
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        flight, self._inflight = self._inflight, None
+        if flight is not None:
+            self.cdc_files += flight.result()  # FatalError from the writer is raised here
+            self._written_lsn = max(self._written_lsn, self._inflight_covers)
+
+    def _take(self) -> list[tuple[_TableBuffer, list[list[Any]]]]:
+        taken = [(buf, buf.rows) for buf in self.buffers.values() if buf.rows]
+        for buf, _ in taken:
+            buf.rows = []
+        self.buffered_rows = self.buffered_bytes = 0
+        self.first_buffered_at = None
+        return taken
+
+    def _write(self, taken: list[tuple[_TableBuffer, list[list[Any]]]]) -> int:
         now = self.clock()
-        for buf in self.buffers.values():
-            if not buf.rows:
-                continue
+        for buf, rows in taken:
             d = buf.definition
             key = self._cdc_key(d, now)
             while key <= buf.last_key:  # two files in one millisecond: keep names unique, ordered
                 now += timedelta(milliseconds=1)
                 key = self._cdc_key(d, now)
-            self.put(key, self._encode(d, buf.rows, has_op=True))
+            self.put(key, self._encode(d, rows, has_op=True))
             metrics.S3_FILES.labels("cdc").inc()
-            metrics.S3_ROWS.labels("cdc").inc(len(buf.rows))
+            metrics.S3_ROWS.labels("cdc").inc(len(rows))
             buf.last_key = key
-            buf.rows = []
-            files += 1
-        self.buffered_rows = self.buffered_bytes = 0
-        self.first_buffered_at = None
-        return files
+        return len(taken)
 
     def _cdc_key(self, d: TableDefinition, when: datetime) -> str:
         return cdc_file_key(

@@ -89,8 +89,48 @@ class FakeKinesis:
 
 def test_sink_retries_until_accepted(settings: Any) -> None:
     fake = FakeKinesis([{1}, set()])
-    sink = KinesisSink(settings, client=fake, sleep=lambda s: None)
+    sink = KinesisSink(settings, client=fake, sleep=lambda s: None, lanes=1)
     for i, k in enumerate("abab"):
         sink.add(f"{k}{i}".encode(), k)
     assert sink.flush() == 4 and len(sink) == 0
     assert fake.calls == [["a0", "b1", "a2", "b3"], ["b1", "b3"]]
+
+
+def test_lanes_keep_each_key_in_one_lane_in_its_order() -> None:
+    from producers.dms.kinesis_batch import lanes
+
+    entries = [Entry(f"{k}{i}".encode(), k) for i, k in enumerate("abcdefgabcdefgaaa")]
+    split = lanes(entries, 4)
+    assert 1 < len(split) <= 4 and sum(map(len, split)) == len(entries)
+    for key in "abcdefg":
+        holding = [lane for lane in split if any(e.partition_key == key for e in lane)]
+        assert len(holding) == 1
+        assert [e for e in holding[0] if e.partition_key == key] == [
+            e for e in entries if e.partition_key == key
+        ]
+
+
+def test_a_sink_with_lanes_sends_every_key_in_order_and_retries_per_lane(settings: Any) -> None:
+    import threading
+
+    class ThreadSafeFake(FakeKinesis):
+        def __init__(self) -> None:
+            super().__init__([{0}])  # the first call made has its first entry refused once
+            self.lock = threading.Lock()
+
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+            with self.lock:
+                return super().put_records(StreamName, Records)
+
+    fake = ThreadSafeFake()
+    sink = KinesisSink(settings, client=fake, sleep=lambda s: None, lanes=4)
+    sent = [(f"{k}-{i}", k) for i in range(2500) for k in (f"user{i % 37}",)]
+    for data, key in sent:
+        sink.add(data.encode(), key)
+    assert sink.full and sink.flush() == 2500
+    for key in {k for _, k in sent}:
+        # the last occurrence of each record, per key, is in commit order (kinesis_batch's rule)
+        seen = [d for call in fake.calls for d in call if d.rsplit("-", 1)[0] == key]
+        last: dict[str, int] = {d: i for i, d in enumerate(seen)}
+        ordered = sorted(last, key=last.__getitem__)
+        assert ordered == [d for d, k in sent if k == key]

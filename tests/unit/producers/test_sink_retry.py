@@ -27,7 +27,7 @@ class FakeKinesis:
 
 
 def kinesis_sink(settings: Settings, fake: FakeKinesis, slept: list[float]) -> KinesisSink:
-    sink = KinesisSink(settings, client=fake, sleep=slept.append, max_backoff_s=2.0)
+    sink = KinesisSink(settings, client=fake, sleep=slept.append, max_backoff_s=2.0, lanes=1)
     sink.add(b"a", "1")
     sink.add(b"b", "2")
     return sink
@@ -86,3 +86,51 @@ def test_s3_put_no_bucket_or_no_access_is_fatal(settings: Settings, code: str, s
     with pytest.raises(FatalError, match=code):
         S3Sink(settings, client=fake, sleep=lambda s: None).put("k", b"x")
     assert fake.puts == ["k"]
+
+
+def test_s3_writes_in_the_background_in_order_and_reports_how_far_they_got(settings: Settings) -> None:
+    import threading
+    from datetime import UTC, datetime
+
+    from gorse_cdc.dms.tables import TableDefinition
+
+    class GatedS3(FakeS3):
+        def __init__(self, *errors: Exception) -> None:
+            super().__init__(*errors)
+            self.gate = threading.Event()
+
+        def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:
+            assert self.gate.wait(5)
+            super().put_object(Bucket, Key, Body)
+
+    d = TableDefinition("public", "ratings", (("user_id", "int4"), ("rating", "int4")), ("user_id",))
+    fake = GatedS3()
+    sink = S3Sink(settings, client=fake, sleep=lambda s: None)
+    sink.add_cdc(d, "I", [1, 5], datetime.now(UTC))
+    sink.flush_in_background(covers=100)  # returns at once: S3 is slow, the caller goes on
+    assert sink.written_lsn() == 0 and not sink.empty
+    sink.add_cdc(d, "I", [2, 4], datetime.now(UTC))
+    fake.gate.set()
+    sink.flush_in_background(covers=200)  # waits for the first write: one at a time, in order
+    assert sink.written_lsn() in (100, 200)
+    sink.flush()
+    assert sink.written_lsn() == 200 and sink.empty and sink.cdc_files == 2
+    assert fake.puts == sorted(fake.puts) and len(fake.puts) == 2
+    sink.close()
+
+
+def test_a_failed_background_write_surfaces_and_moves_nothing(settings: Settings) -> None:
+    from datetime import UTC, datetime
+
+    from gorse_cdc.dms.tables import TableDefinition
+
+    d = TableDefinition("public", "ratings", (("user_id", "int4"),), ("user_id",))
+    sink = S3Sink(
+        settings, client=FakeS3(aws_error("AccessDenied", 403, op="PutObject")), sleep=lambda s: None
+    )
+    sink.add_cdc(d, "I", [1], datetime.now(UTC))
+    sink.flush_in_background(covers=100)
+    with pytest.raises(FatalError, match="AccessDenied"):
+        sink.flush()
+    assert sink.written_lsn() == 0
+    sink.close()
