@@ -48,11 +48,11 @@ def consumer(gateway: Gateway, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 async def post(gw: Gateway, events: list[dict[str, object]], key: str) -> int:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(
-            gw.url + "/v1/events", json={"events": events}, headers={"X-API-Key": key}, ssl=gw.ssl()
-        ) as r:
-            return r.status
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(gw.url + "/v1/events", json={"events": events}, headers={"X-API-Key": key}, ssl=gw.ssl()) as r,
+    ):
+        return r.status
 
 
 async def test_events_reach_gorse_as_their_own_types_and_never_touch_a_rating(
@@ -92,9 +92,17 @@ async def test_nothing_acknowledged_is_lost_when_the_gateway_is_killed(
             except (aiohttp.ClientError, OSError):
                 return
 
+    enough = asyncio.Event()
+
+    async def watch() -> None:
+        while len(acked) < 40:  # noqa: ASYNC110 (polling a list the clients fill)
+            await asyncio.sleep(0.01)
+        enough.set()
+
     tasks = [asyncio.create_task(client(c)) for c in range(8)]
-    while len(acked) < 40:
-        await asyncio.sleep(0.01)
+    watcher = asyncio.create_task(watch())
+    await asyncio.wait_for(enough.wait(), 60)
+    await watcher
     gateway.kill()
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
     killed_at = len(acked)

@@ -22,10 +22,12 @@ async def call(
         headers["X-API-Key"] = key
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    async with aiohttp.ClientSession() as s:
-        async with s.request(method, gw.url + path, headers=headers, ssl=gw.ssl(), **kw) as r:
-            body = await r.json(content_type=None) if r.content_length != 0 else None
-            return r.status, dict(r.headers), body
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, gw.url + path, headers=headers, ssl=gw.ssl(), **kw) as r,
+    ):
+        body = await r.json(content_type=None) if r.content_length != 0 else None
+        return r.status, dict(r.headers), body
 
 
 def key(gw: Gateway, name: str) -> str:
@@ -71,15 +73,17 @@ async def test_roles_reader_cannot_ingest_ingest_cannot_read_only_admin_sees_met
     assert_problem(*await call(gateway, "GET", "/v1/latest", key=key(gateway, "ingest")), 403)
     assert_problem(*await call(gateway, "GET", "/metrics", key=key(gateway, "reader")), 403)
     assert (await call(gateway, "POST", "/v1/events", key=key(gateway, "ingest"), json=EVENT))[0] == 202
-    async with aiohttp.ClientSession() as s:
-        async with s.get(
-            gateway.url + "/metrics", headers={"X-API-Key": key(gateway, "admin")}, ssl=gateway.ssl()
-        ) as r:
-            text = await r.text()
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(gateway.url + "/metrics", headers={"X-API-Key": key(gateway, "admin")}, ssl=gateway.ssl()) as r,
+    ):
+        text = await r.text()
     assert r.status == 200
     assert 'gorse_cdc_gateway_requests_total{role="ingest",route="latest",status="403"} 1.0' in text
     assert 'gorse_cdc_gateway_requests_total{role="reader",route="events",status="403"} 1.0' in text
-    assert 'gorse_cdc_gateway_key_requests_total{key_id="%s"}' % gateway.keys["ingest"]["key_id"] in text
+    assert (
+        'gorse_cdc_gateway_key_requests_total{{key_id="{}"}}'.format(gateway.keys["ingest"]["key_id"]) in text
+    )
 
 
 async def test_a_user_token_reads_only_its_own_user(gateway: Gateway, issuer: Issuer) -> None:
