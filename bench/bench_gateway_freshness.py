@@ -57,7 +57,7 @@ async def seed(settings: Settings, items: int, users: int) -> list[str]:
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 async def row(s: aiohttp.ClientSession, gw: Gateway, user: str, key: str) -> list[str]:
