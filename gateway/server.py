@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 import ssl
+import tempfile
+from pathlib import Path
 
 from aiohttp import web
 
@@ -22,10 +24,16 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     g = settings.gateway
     if g.tls_cert and g.tls_key:
         return server_context(g.tls_cert, g.tls_key)
-    if not settings.local:
-        raise FatalError("gateway.tls_cert and gateway.tls_key must be set when local = false")
-    hosts = sorted({settings.gateway.host, "127.0.0.1", "localhost"})
-    _, cert, key = ensure_local_certs(settings.stack.dir / "tls", hosts)
+    if settings.local:
+        directory = settings.stack.dir / "tls"
+    elif g.tls_self_signed:  # the hop from the load balancer, which terminates the public TLS
+        directory = Path(tempfile.mkdtemp(prefix="gorse-cdc-tls-"))
+    else:
+        raise FatalError(
+            "gateway.tls_cert and gateway.tls_key (or tls_self_signed) must be set when local = false"
+        )
+    hosts = sorted({g.host, "127.0.0.1", "localhost"}, key=lambda h: h != g.host)
+    _, cert, key = ensure_local_certs(directory, hosts)
     return server_context(cert, key)
 
 

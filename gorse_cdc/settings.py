@@ -207,6 +207,9 @@ class GatewaySettings(BaseModel):
     tls: bool = Field(True, description="serve HTTPS only (plain HTTP refused)")
     tls_cert: Path | None = Field(None, description="PEM certificate chain; local: made under stack.dir/tls")
     tls_key: Path | None = None
+    tls_self_signed: bool = Field(
+        False, description="behind an ALB that does not check target certificates: make one at start"
+    )
     jwks_url: str | None = Field(None, description="OAuth2/JWT bearer tokens verified against it (Cognito)")
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
