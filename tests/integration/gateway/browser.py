@@ -50,7 +50,8 @@ class Page:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"not true after {timeout_s} s: {expression}")
+                state = await self.eval("location.href + ' | ' + document.body.innerText.slice(0, 300)")
+                raise AssertionError(f"not true after {timeout_s} s: {expression}; page: {state}")
             await asyncio.sleep(0.1)
 
     async def screenshot(self, path: Path) -> None:
@@ -75,7 +76,7 @@ async def chromium(binary: str, url: str) -> AsyncIterator[Page]:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    async with http.put(f"http://127.0.0.1:{port}/json/new?{url}") as r:
+                    async with http.put(f"http://127.0.0.1:{port}/json/new?about:blank") as r:
                         target = await r.json(content_type=None)
                         break
                 except aiohttp.ClientError:
@@ -86,6 +87,7 @@ async def chromium(binary: str, url: str) -> AsyncIterator[Page]:
                 page = Page(ws)
                 await page.send("Page.enable")
                 await page.send("Runtime.enable")
+                await page.send("Page.navigate", url=url)
                 yield page
     finally:
         proc.terminate()
