@@ -27,6 +27,9 @@ class Part:
     endpoint: str
 
 
+APPS = ("gateway", "events-consumer")
+
+
 class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -202,6 +205,7 @@ class Stack:
 
     # ---- whole stack ---------------------------------------------------------------------
     PARTS = ("postgres", "moto", "kinesis", "gorse")
+    # started by `gorse-cdc demo` on top of the stack (entrypoints/gateway_demo.py), stopped first
 
     def up(self) -> list[Part]:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -214,7 +218,7 @@ class Stack:
 
     def down(self) -> list[str]:
         stopped = []
-        for name in reversed(self.PARTS):
+        for name in (*APPS, *reversed(self.PARTS)):
             if self.procs.stop(name):
                 stopped.append(name)
         return stopped
