@@ -58,6 +58,23 @@ def run_locust(target: str, host: str, key: str, args: argparse.Namespace, out: 
     }
 
 
+def cache_hit_rates(gw: Gateway, admin_key: str) -> dict[str, float]:
+    """From the gateway's own /metrics: hits / lookups per cache."""
+    import re
+    import ssl
+    import urllib.request
+
+    req = urllib.request.Request(gw.url + "/metrics", headers={"X-API-Key": admin_key})
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=str(gw.ca))) as r:
+        text = r.read().decode()
+    counts: dict[str, dict[str, float]] = {}
+    for cache, result, value in re.findall(
+        r'gorse_cdc_gateway_cache_total\{cache="(\w+)",result="(\w+)"\} ([0-9.e+]+)', text
+    ):
+        counts.setdefault(cache, {})[result] = float(value)
+    return {c: v.get("hit", 0) / max(1.0, v.get("hit", 0) + v.get("miss", 0)) for c, v in counts.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=500.0, help="total requests/s (default 500)")
@@ -86,6 +103,8 @@ def main() -> None:
             ),
             "gateway": run_locust("gateway", gw.url, key, args, out),
         }
+        admin = gw.create_key("bench-admin", "admin")["key"]
+        hits = cache_hit_rates(gw, admin)
     finally:
         gw.stop()
     print(
@@ -98,6 +117,7 @@ def main() -> None:
             f"{name:14} {r['rps']:8.0f} {r['p50']:8.0f} {r['p99']:8.0f} {r['errors']:8.2%} "
             f"{r['requests']:9.0f}"
         )
+    print("gateway cache hit rates: " + ", ".join(f"{k} {v:.1%}" for k, v in sorted(hits.items())))
     g, d = results["gateway"], results["gorse direct"]
     print(f"gateway adds: p50 {g['p50'] - d['p50']:+.0f} ms, p99 {g['p99'] - d['p99']:+.0f} ms")
 

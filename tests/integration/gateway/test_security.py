@@ -177,6 +177,19 @@ async def test_cors_for_allowed_origins_only(gateway: Gateway) -> None:
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
 
 
+async def test_unknown_routes_and_methods_are_problems_and_the_openapi_file_is_served(
+    gateway: Gateway,
+) -> None:
+    import yaml
+
+    assert_problem(*await call(gateway, "GET", "/v1/nope", key=key(gateway, "reader")), 404)
+    assert_problem(*await call(gateway, "DELETE", "/v1/events", key=key(gateway, "admin")), 405)
+    async with aiohttp.ClientSession() as s, s.get(gateway.url + "/openapi.yaml", ssl=gateway.ssl()) as r:
+        spec = yaml.safe_load(await r.text())
+    assert r.status == 200
+    assert {"/v1/users/{user}/recommendations", "/v1/events", "/v1/popular"} <= set(spec["paths"])
+
+
 async def test_no_key_in_any_log_line(gateway: Gateway) -> None:
     """Last in this module: every key made and used above must be absent from the gateway's and
     the CLI's log lines (the access log carries the key id only)."""
