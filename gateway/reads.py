@@ -113,9 +113,11 @@ class Reads:
         )
         feedback, cached = await asyncio.gather(feedback_task, cached_task)
         acted = {f.item_id for f in feedback} | self._recently_acted(user)
-        fresh = await self._session(user, feedback, depth)
-        ids = interleave(fresh, cached, exclude=acted)
+        ids: list[str] = []
         source = "personal"
+        if acted:  # a user with no feedback yet is new to Gorse: popular, else latest
+            fresh = await self._session(user, feedback, depth)
+            ids = interleave(fresh, cached, exclude=acted)
         if not ids:
             ids, source = await self._fallback(depth, category, acted)
         return {
