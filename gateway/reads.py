@@ -58,9 +58,11 @@ class Reads:
         config: ReadConfig,
         on_cache: Callable[[str, bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_gorse_error: Callable[[GorseRequestError], None] | None = None,
     ) -> None:
         self.gorse = gorse
         self.cfg = config
+        self._on_error = on_gorse_error
         self._clock = clock
         c = config
 
@@ -72,6 +74,7 @@ class Reads:
         self.feedback = cache("feedback", c.fresh_ttl_s)
         self.items = cache("item", c.item_ttl_s)
         self.lists = cache("list", c.cache_ttl_s)
+        self._session_off_until = float("-inf")  # Gorse refused session recommendations
         # items acted on through this gateway, before Gorse has them: user -> {item: when}
         self._recent: dict[str, dict[str, float]] = {}
 
@@ -83,6 +86,8 @@ class Reads:
         try:
             return await make()
         except GorseRequestError as e:
+            if self._on_error is not None:
+                self._on_error(e)
             raise upstream_problem(e) from None
 
     def acted(self, user: str, items: list[str]) -> None:
@@ -129,7 +134,7 @@ class Reads:
 
     async def _session(self, user: str, feedback: list[Feedback], depth: int) -> list[str]:
         latest = latest_positive(feedback, self.cfg.session_types, self.cfg.session_size)
-        if not latest:
+        if not latest or self._clock() < self._session_off_until:
             return []
         key = (user, tuple(f.key for f in latest), depth)
         try:
@@ -138,7 +143,15 @@ class Reads:
             )
             return result
         except GorseRequestError as e:  # the cached row still serves
-            log.warning("session recommendation unavailable: %s", e)
+            if self._on_error is not None:
+                self._on_error(e)
+            if isinstance(e, GorsePermanentError | GorseFatalError):  # e.g. no item-to-item in Gorse
+                self._session_off_until = self._clock() + 60.0
+                log.warning(
+                    "session recommendation refused by Gorse; rows use the cache only for 60 s: %s", e
+                )
+            else:
+                log.warning("session recommendation unavailable: %s", e)
             return []
 
     async def _fallback(self, depth: int, category: str | None, acted: set[str]) -> tuple[list[str], str]:

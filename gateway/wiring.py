@@ -95,7 +95,12 @@ async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
 
         yield Parts(
             auth=auth,
-            reads=Reads(gorse, read_config(settings), on_cache=metrics.cache_result),
+            reads=Reads(
+                gorse,
+                read_config(settings),
+                on_cache=metrics.cache_result,
+                on_gorse_error=lambda e: metrics.gorse_errors.labels(str(e.status or "none")).inc(),
+            ),
             publisher=publisher,
             metrics=metrics,
             event_types=event_types,
