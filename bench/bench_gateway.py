@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_gateway_freshness import seed
+from entrypoints.stack.components import Stack
 from entrypoints.stack.resources import ensure_stream
 from gorse_cdc.settings import Settings
 from tests.integration.gateway.conftest import Gateway, free_port
@@ -30,7 +31,15 @@ from tests.integration.gateway.conftest import Gateway, free_port
 HERE = Path(__file__).resolve().parent
 
 
-def run_locust(target: str, host: str, key: str, args: argparse.Namespace, out: Path) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_locust(
+    target: str, host: str, key: str, args: argparse.Namespace, out: Path, pid: int
+) -> dict[str, float]:
     prefix = out / target
     env = {
         **os.environ,
@@ -45,7 +54,9 @@ def run_locust(target: str, host: str, key: str, args: argparse.Namespace, out: 
         "-u", str(args.locust_users), "-r", str(args.locust_users), "-t", f"{args.seconds}s",
         "--host", host, "--csv", str(prefix), "--only-summary", "--loglevel", "ERROR",
     ]  # fmt: skip
+    cpu = cpu_seconds(pid)
     subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL, timeout=args.seconds + 60)
+    cpu = cpu_seconds(pid) - cpu
     with open(f"{prefix}_stats.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["Name"] == "row")
     total = int(row["Request Count"])
@@ -55,6 +66,7 @@ def run_locust(target: str, host: str, key: str, args: argparse.Namespace, out: 
         "p99": float(row["99%"]),
         "errors": int(row["Failure Count"]) / total if total else 1.0,
         "requests": total,
+        "cpu_us": cpu / total * 1e6 if total else 0.0,  # the server's CPU per request
     }
 
 
@@ -93,15 +105,18 @@ def main() -> None:
         "GORSE_CDC_GATEWAY__EVENTS_STREAM": stream,
     }
     out = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    gorse_pid = Stack(settings).procs.pid("gorse")
+    if gorse_pid is None:
+        raise SystemExit("the stack's Gorse is not running: gorse-cdc stack up")
     gw = Gateway(settings, env, free_port(), out / "gateway.log")
     gw.start()
     try:
         key = gw.create_key("bench", "reader", rate=100_000, burst=100_000)["key"]
         results = {
             "gorse direct": run_locust(
-                "gorse", settings.gorse_url, settings.gorse.api_key.get_secret_value(), args, out
+                "gorse", settings.gorse_url, settings.gorse.api_key.get_secret_value(), args, out, gorse_pid
             ),
-            "gateway": run_locust("gateway", gw.url, key, args, out),
+            "gateway": run_locust("gateway", gw.url, key, args, out, gw.proc.pid),  # type: ignore[union-attr]
         }
         admin = gw.create_key("bench-admin", "admin")["key"]
         hits = cache_hit_rates(gw, admin)
@@ -111,11 +126,14 @@ def main() -> None:
         f"a user's row of 10, {args.rate:g} requests/s offered for {args.seconds} s, "
         f"{args.locust_users} locust users"
     )
-    print(f"{'target':14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>8} {'requests':>9}")
+    print(
+        f"{'target':14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>8} {'requests':>9} "
+        f"{'server CPU/req':>15}"
+    )
     for name, r in results.items():
         print(
             f"{name:14} {r['rps']:8.0f} {r['p50']:8.0f} {r['p99']:8.0f} {r['errors']:8.2%} "
-            f"{r['requests']:9.0f}"
+            f"{r['requests']:9.0f} {r['cpu_us']:12.0f} us"
         )
     print("gateway cache hit rates: " + ", ".join(f"{k} {v:.1%}" for k, v in sorted(hits.items())))
     g, d = results["gateway"], results["gorse direct"]

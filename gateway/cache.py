@@ -43,6 +43,11 @@ class TtlCache(Generic[V]):
             del self._data[key]
         return False, None
 
+    def fresh(self, key: Hashable) -> bool:
+        """Held and not expired (no counting, no reordering)."""
+        entry = self._data.get(key)
+        return entry is not None and self._clock() - entry[0] < self.ttl_s
+
     def put(self, key: Hashable, value: V) -> None:
         if self.ttl_s <= 0:
             return

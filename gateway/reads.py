@@ -116,7 +116,10 @@ class Reads:
         cached_task = self.recs.get_or_load(
             (user, category, depth), lambda: self._call(lambda: self.gorse.recommend(user, depth, category))
         )
-        feedback, cached = await asyncio.gather(feedback_task, cached_task)
+        if self.recs.fresh((user, category, depth)):  # no Gorse call for it: no task needed
+            feedback, cached = await feedback_task, await cached_task
+        else:
+            feedback, cached = await asyncio.gather(feedback_task, cached_task)
         acted = {f.item_id for f in feedback} | self._recently_acted(user)
         ids: list[str] = []
         source = "personal"
@@ -198,7 +201,10 @@ class Reads:
         return result
 
     async def enrich(self, ids: list[str]) -> list[dict[str, Any]]:
-        items = await asyncio.gather(*(self._item(i) for i in ids))
+        if all(self.items.fresh(i) for i in ids):  # the usual case: no task per item
+            items = [await self._item(i) for i in ids]
+        else:
+            items = await asyncio.gather(*(self._item(i) for i in ids))
         return [self.describe(it) for it in items if it is not None and not it.is_hidden]
 
     def describe(self, item: Item) -> dict[str, Any]:
