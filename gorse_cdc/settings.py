@@ -42,12 +42,6 @@ class StackSettings(BaseModel):
     kinesis_emulator: Literal["kinesalite", "kinesis-local"] = "kinesalite"
     gorse_store: Literal["sqlite", "postgres"] = "sqlite"
     gorse_version: str = "v0.5.11"
-    gorse_worker: bool = Field(
-        False,
-        description="also run a gorse-worker beside gorse-in-one: users with new feedback get "
-        "fresh cached recommendations every gorse_worker_interval (else every fit_period, 60 min)",
-    )
-    gorse_worker_interval: str = Field("1m", pattern=r"^[0-9]+(s|m|h)$")
     cache_dir: Path = Field(
         Path.home() / ".cache" / "gorse-cdc",
         description="where built binaries and npm packages are cached across stacks",

@@ -27,7 +27,7 @@ class Part:
     endpoint: str
 
 
-APPS = ("gateway", "events-consumer", "gorse-worker")
+APPS = ("gateway", "events-consumer")
 
 
 class Stack:
@@ -121,27 +121,10 @@ class Stack:
         )
         url = self.settings.gorse_url
         self._wait("gorse", lambda: http_ok(url + "/api/health/ready"), "Gorse", 90)
-        if st.gorse_worker:
-            self.start_gorse_worker()
         return Part("gorse", url)
-
-    def start_gorse_worker(self) -> None:
-        """A gorse-worker on the master's gRPC port (it reaches the stores through the master):
-        it refreshes the cached recommendations of users with new feedback every interval."""
-        st = self.settings.stack
-        binary = install.ensure_gorse(st.cache_dir, st.gorse_version, "gorse-worker")
-        cache = self.root / "gorse" / "worker-cache"
-        cache.mkdir(parents=True, exist_ok=True)
-        argv = [
-            str(binary), "--master-host", self.host, "--master-port", str(st.port("gorse_grpc")),
-            "--http-host", self.host, "--http-port", str(st.port("gorse_worker")),
-            "--interval", st.gorse_worker_interval, "--cache-path", str(cache), "-j", "1",
-        ]  # fmt: skip
-        self.procs.start(ProcessSpec("gorse-worker", argv))
 
     def reset_gorse(self) -> Part:
         """Stop Gorse, drop its data and cache, start it empty (tests, demos)."""
-        self.procs.stop("gorse-worker")
         self.procs.stop("gorse")
         if self.settings.stack.gorse_store == "postgres":
             self.postgres.psql("DROP DATABASE IF EXISTS gorse WITH (FORCE)")
@@ -222,7 +205,7 @@ class Stack:
 
     # ---- whole stack ---------------------------------------------------------------------
     PARTS = ("postgres", "moto", "kinesis", "gorse")
-    # APPS (above) are started on top of these (the demo, stack.gorse_worker) and stopped first
+    # APPS (above) are started on top of these by `gorse-cdc demo` and stopped first
 
     def up(self) -> list[Part]:
         self.root.mkdir(parents=True, exist_ok=True)

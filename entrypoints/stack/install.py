@@ -82,14 +82,13 @@ def ensure_npm_packages(cache_dir: Path) -> Path:
     return prefix / "node_modules"
 
 
-def gorse_binary(cache_dir: Path, version: str, command: str = "gorse-in-one") -> Path:
-    return cache_dir / "gorse" / version / command
+def gorse_binary(cache_dir: Path, version: str) -> Path:
+    return cache_dir / "gorse" / version / "gorse-in-one"
 
 
-def ensure_gorse(cache_dir: Path, version: str, command: str = "gorse-in-one") -> Path:
-    """Build gorse-in-one (or gorse-worker) once per version (about 2 minutes on 2 cores the
-    first time), then reuse it."""
-    binary = gorse_binary(cache_dir, version, command)
+def ensure_gorse(cache_dir: Path, version: str) -> Path:
+    """Build gorse-in-one once per version (about 2 minutes on 2 cores), then reuse it."""
+    binary = gorse_binary(cache_dir, version)
     if binary.exists():
         return binary
     go = shutil.which("go") or next(
@@ -108,8 +107,8 @@ def ensure_gorse(cache_dir: Path, version: str, command: str = "gorse-in-one") -
     }
     tmp = binary.with_suffix(".tmp")
     _run(
-        [go, "build", "-o", str(tmp), f"github.com/gorse-io/gorse/cmd/{command}"],
-        f"go build {command} {version}",
+        [go, "build", "-o", str(tmp), "github.com/gorse-io/gorse/cmd/gorse-in-one"],
+        f"go build gorse-in-one {version}",
         cwd=GORSE_MODULE_DIR,
         env=env,
     )
