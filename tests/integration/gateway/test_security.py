@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.gateway.conftest import Gateway, Issuer
+from tests.integration.gateway.conftest import Gateway, Issuer, free_port
 
 PROBLEM = "application/problem+json"
 
@@ -188,6 +188,27 @@ async def test_unknown_routes_and_methods_are_problems_and_the_openapi_file_is_s
         spec = yaml.safe_load(await r.text())
     assert r.status == 200
     assert {"/v1/users/{user}/recommendations", "/v1/events", "/v1/popular"} <= set(spec["paths"])
+
+
+async def test_gorse_unreachable_is_503_with_retry_after_and_not_ready(
+    gateway: Gateway, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A second gateway whose Gorse URL points at a closed loopback port (a real refused
+    connection): reads answer 503 problems, /readyz says which check fails."""
+    env = {**gateway.env, "GORSE_CDC_GORSE__URL": f"http://127.0.0.1:{free_port()}"}
+    other = Gateway(gateway.settings, env, free_port(), tmp_path_factory.mktemp("down") / "gateway.log")
+    other.keys = gateway.keys
+    other.start()
+    try:
+        status, headers, body = await call(
+            other, "GET", "/v1/users/u1/recommendations", key=key(gateway, "reader")
+        )
+        assert_problem(status, headers, body, 503)
+        assert int(headers["Retry-After"]) >= 1
+        status, _, body = await call(other, "GET", "/readyz")
+        assert status == 503 and body["checks"]["gorse"] is False and body["checks"]["keys"] is True
+    finally:
+        other.stop()
 
 
 async def test_no_key_in_any_log_line(gateway: Gateway) -> None:
