@@ -47,7 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="create a key (printed once; only its hash is stored)",
         epilog="Example: gorse-cdc gateway keys create --role reader --name tv-app --rate 100",
     )
-    c.add_argument("--role", required=True, choices=[r.value for r in Role])
+    c.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role],
+        help="reader: the /v1 reads; ingest: POST /v1/events; admin: both, and /metrics",
+    )
     c.add_argument("--name", default="", help="who holds it (shown in listings)")
     c.add_argument(
         "--rate", type=float, help="requests per second (default settings.gateway.default_rate_per_s)"
