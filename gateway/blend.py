@@ -38,3 +38,20 @@ def latest_positive(feedback: Iterable[Feedback], positive: frozenset[str], limi
 
 def page(items: Sequence[str], offset: int, n: int) -> list[str]:
     return list(items[offset : offset + n])
+
+
+def merge_neighbors(
+    neighbor_lists: Iterable[Sequence[tuple[str, float]]], exclude: Iterable[str] = (), decay: float = 0.7
+) -> list[str]:
+    """Items similar to the user's latest likes (``neighbor_lists``: newest like first), scores
+    summed over the likes as Gorse's session recommendation does, each like weighted ``decay``
+    times the next newer one so that the latest action leads; best first. ``exclude``: the
+    items already acted on."""
+    skip = set(exclude)
+    scores: dict[str, float] = {}
+    for rank, neighbors in enumerate(neighbor_lists):
+        weight = decay**rank
+        for item, score in neighbors:
+            if item not in skip:
+                scores[item] = scores.get(item, 0.0) + weight * score
+    return [i for i, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]

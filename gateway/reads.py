@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.blend import interleave, latest_positive, page
+from gateway.blend import interleave, latest_positive, merge_neighbors, page
 from gateway.cache import TtlCache
 from gateway.problems import Problem
 from gorse_cdc.errors import GorseFatalError, GorsePermanentError, GorseRequestError
@@ -140,10 +140,18 @@ class Reads:
         if not latest or self._clock() < self._session_off_until:
             return []
         key = (user, tuple(f.key for f in latest), depth)
+
+        async def compute() -> list[str]:
+            fresh = await self.gorse.session_recommend(latest, depth)
+            if fresh:
+                return fresh
+            # Gorse 0.5.11 answers an uncategorised session request with nothing even when its
+            # item-to-item neighbours exist: sum the neighbours of the latest likes here instead
+            lists = await asyncio.gather(*(self._neighbors(f.item_id, depth) for f in latest))
+            return merge_neighbors(lists, exclude=(f.item_id for f in latest))
+
         try:
-            result: list[str] = await self.session.get_or_load(
-                key, lambda: self.gorse.session_recommend(latest, depth)
-            )
+            result: list[str] = await self.session.get_or_load(key, compute)
             return result
         except GorseRequestError as e:  # the cached row still serves
             if self._on_error is not None:
@@ -156,6 +164,18 @@ class Reads:
             else:
                 log.warning("session recommendation unavailable: %s", e)
             return []
+
+    async def _neighbors(self, item: str, depth: int) -> list[tuple[str, float]]:
+        async def load() -> list[tuple[str, float]]:
+            try:
+                return await self.gorse.item_neighbor_scores(item, depth)
+            except GorsePermanentError as e:
+                if e.status == 404:  # an item deleted since it was liked: no neighbours
+                    return []
+                raise
+
+        result: list[tuple[str, float]] = await self.lists.get_or_load(("neighbors", item, depth), load)
+        return result
 
     async def _fallback(self, depth: int, category: str | None, acted: set[str]) -> tuple[list[str], str]:
         popular = await self.popular_ids(depth, category)

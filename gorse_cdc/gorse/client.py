@@ -260,6 +260,13 @@ class GorseClient:
         path = f"/api/non-personalized/{_seg('Name', name)}"
         return await self._scored(path + (f"/{_seg('Category', category)}" if category else ""), n)
 
+    async def item_neighbor_scores(self, item_id: str, n: int) -> list[tuple[str, float]]:
+        """The item's neighbours with their similarity scores, best first."""
+        rows = await self._request(
+            "GET", f"/api/item/{_seg('ItemId', item_id)}/neighbors/", params={"n": str(n)}
+        )
+        return [(str(r["Id"]), float(r.get("Score") or 0.0)) for r in rows or []]
+
     async def item_neighbors(self, item_id: str, n: int, category: str | None = None) -> list[str]:
         path = f"/api/item/{_seg('ItemId', item_id)}/neighbors/"
         return await self._scored(path + (_seg("Category", category) if category else ""), n)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gateway.blend import interleave, latest_positive, page
+from gateway.blend import interleave, latest_positive, merge_neighbors, page
 from gateway.cache import TtlCache
 from gateway.events import EventBatch, check_types, to_record
 from gateway.keys import hash_key, key_id_of, matches, new_key
@@ -144,3 +144,11 @@ def test_events_are_validated_and_become_records_keyed_by_user() -> None:
     ):
         with pytest.raises(ValidationError):
             EventBatch.model_validate(bad)
+
+
+def test_neighbours_of_several_likes_add_up_and_acted_items_are_left_out() -> None:
+    lists = [[("a", 0.5), ("b", 0.4)], [("b", 0.3), ("c", 0.6), ("x", 0.9)]]
+    assert merge_neighbors(lists, exclude={"x"}, decay=1.0) == ["b", "c", "a"]  # 0.7, 0.6, 0.5
+    # newest first, each older like weighs less: the latest action leads
+    assert merge_neighbors(lists, exclude={"x"}, decay=0.5) == ["b", "a", "c"]  # 0.55, 0.5, 0.3
+    assert merge_neighbors([]) == []

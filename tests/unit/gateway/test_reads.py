@@ -3,6 +3,7 @@ in tests/integration/gateway)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ class MemoryGorse:
         self.feedback: dict[str, list[Feedback]] = {}
         self.cached: dict[str, list[str]] = {}
         self.session: list[str] = []
+        self.neighbors: dict[str, list[tuple[str, float]]] = {}
         self.popular: list[str] = []
         self.fail: Exception | None = None
         self.calls: list[str] = []
@@ -36,6 +38,11 @@ class MemoryGorse:
 
     async def session_recommend(self, fb: Any, n: int) -> list[str]:
         return self.session[:n]
+
+    async def item_neighbor_scores(self, item: str, n: int) -> list[tuple[str, float]]:
+        if item not in self.items:
+            raise GorsePermanentError("GET", f"/api/item/{item}/neighbors/", 404, "item not found")
+        return self.neighbors.get(item, [])[:n]
 
     async def non_personalized(self, name: str, n: int, category: Any = None) -> list[str]:
         return self.popular[:n]
@@ -102,3 +109,19 @@ async def test_the_feedback_is_read_again_after_fresh_ttl_only() -> None:
     now[0] = 0.6
     await r.recommend("u", 5, 0, None)
     assert g.calls.count("feedback") == 2
+
+
+async def test_without_a_session_answer_the_neighbours_of_the_latest_likes_lead() -> None:
+    g = MemoryGorse()
+    t = lambda h: datetime(2026, 11, 28, h, tzinfo=UTC)  # noqa: E731
+    g.feedback["u"] = [
+        Feedback("like", "u", "m1", 5, t(1)),
+        Feedback("like", "u", "m2", 5, t(2)),
+        Feedback("like", "u", "gone", 5, t(3)),
+    ]
+    g.cached["u"] = ["m3", "m4", "m5"]
+    g.neighbors = {"m1": [("m7", 0.5), ("m8", 0.4)], "m2": [("m8", 0.3), ("m9", 0.6), ("m1", 0.9)]}
+    row = await reads(g).recommend("u", 6, 0, None)
+    # newest like first ("gone": no neighbours), m2 weighs 0.7, m1 0.49: m8 0.406, m9 0.42, m7 0.245
+    # (m1 is liked: excluded), interleaved with the cached list
+    assert [i["id"] for i in row["items"]] == ["m9", "m3", "m8", "m4", "m7", "m5"]
