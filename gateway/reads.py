@@ -145,8 +145,8 @@ class Reads:
             fresh = await self.gorse.session_recommend(latest, depth)
             if fresh:
                 return fresh
-            # Gorse 0.5.11 answers an uncategorised session request with nothing even when its
-            # item-to-item neighbours exist: sum the neighbours of the latest likes here instead
+            # the local Gorse 0.5.11 answers an uncategorised session request with nothing even
+            # when its item-to-item neighbours exist: sum the latest likes' neighbours here instead
             lists = await asyncio.gather(*(self._neighbors(f.item_id, depth) for f in latest))
             return merge_neighbors(lists, exclude=(f.item_id for f in latest))
 
