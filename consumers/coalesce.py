@@ -28,6 +28,7 @@ from gorse_cdc.mapping.ops import (
     DeleteItem,
     DeleteUser,
     Operation,
+    PutEvent,
     PutFeedback,
     RefreshLiked,
     UpsertItem,
@@ -48,6 +49,7 @@ class WritePlan:
     upsert_items: dict[str, Item] = field(default_factory=dict)
     upsert_users: dict[str, User] = field(default_factory=dict)
     put_feedback: dict[PairKey, Feedback] = field(default_factory=dict)
+    put_events: dict[tuple[str, str, str], Feedback] = field(default_factory=dict)  # (type, user, item)
     stale_feedback: list[tuple[str, str, str]] = field(default_factory=list)  # (type, user, item)
     delete_feedback: list[PairKey] = field(default_factory=list)
     liked_users: set[str] = field(default_factory=set)
@@ -63,6 +65,7 @@ class WritePlan:
             or self.upsert_items
             or self.upsert_users
             or self.put_feedback
+            or self.put_events
             or self.stale_feedback
             or self.delete_feedback
             or self.liked_users
@@ -76,6 +79,7 @@ class WritePlan:
             + len(self.upsert_items)
             + len(self.upsert_users)
             + len(self.put_feedback)
+            + len(self.put_events)
             + len(self.stale_feedback)
             + len(self.delete_feedback)
         )
@@ -96,6 +100,7 @@ class PlanBuilder:
         self._pairs_of_user: dict[str, set[PairKey]] = {}
         self._pairs_of_item: dict[str, set[PairKey]] = {}
         self._refresh: set[str] = set()
+        self._events: dict[tuple[str, str, str], Feedback] = {}  # the last event per (type, user, item)
         self._item_values: dict[str, tuple[str, ...] | None] = {}
         self.wiped_deletes = 0  # feedback deletes an entity's delete in this plan made moot
 
@@ -113,12 +118,16 @@ class PlanBuilder:
             self._deleted_users.add(op.user_id)
             self._users.pop(op.user_id, None)
             self._wipe(self._pairs_of_user.pop(op.user_id, None))
+            self._events = {k: v for k, v in self._events.items() if k[1] != op.user_id}
         elif isinstance(op, UpsertItem):
             self._items[op.item.item_id] = op.item
         elif isinstance(op, DeleteItem):
             self._deleted_items.add(op.item_id)
             self._items.pop(op.item_id, None)
             self._wipe(self._pairs_of_item.pop(op.item_id, None))
+            self._events = {k: v for k, v in self._events.items() if k[2] != op.item_id}
+        elif isinstance(op, PutEvent):
+            self._events[op.feedback.key] = op.feedback
         elif isinstance(op, RefreshLiked):
             self._refresh.add(op.user_id)
             self._item_values.update(op.items)
@@ -148,6 +157,7 @@ class PlanBuilder:
             len(self._deleted_users | self._users.keys())
             + len(self._deleted_items | self._items.keys())
             + len(self._feedback)
+            + len(self._events)
         )
 
     def build(self) -> WritePlan:
@@ -167,6 +177,7 @@ class PlanBuilder:
             else:
                 plan.delete_feedback.append((uid, iid))
             plan.liked_users.add(uid)
+        plan.put_events = dict(sorted(self._events.items()))
         plan.liked_users |= self._refresh
         plan.item_values = dict(self._item_values)
         # a user deleted and not re-inserted has no liked labels to keep

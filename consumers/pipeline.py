@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from consumers.coalesce import PlanBuilder, WritePlan, coalesce
 from consumers.deadletter import DeadLetter
+from consumers.events import EVENTS_TABLE, decode_event
 from consumers.metrics import Metrics
 from consumers.protocols import DeadLetterStore, Sink
 from consumers.records import ShardRecord
@@ -120,6 +121,12 @@ class BatchApplier:
                 good.append(Decoded(rec, "gorse-cdc", "refresh", [refresh], None))
                 continue
             try:
+                event = decode_event(rec.data)
+                if event is not None:  # an engagement event (the gateway's stream)
+                    table, operation = EVENTS_TABLE, "insert"
+                    ops: list[Operation] = [self.mapper.map_event(event)]
+                    good.append(Decoded(rec, table, operation, ops, _parse_ts(event.get("ts"))))
+                    continue
                 dms = decode_record(rec.data)
                 table, operation = dms.table or None, dms.operation
                 if not dms.is_data:

@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "consumers.cli",
     "consumers.replay.cli",
     "glue.cli",
+    "gateway.cli",
     "entrypoints.demo",
 ]
 

@@ -198,6 +198,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         _stop(consumer)
     if rc == 0:
         rc = _reconcile_dry_run()
+    if rc == 0:
+        from entrypoints.gateway_demo import start_gateway
+
+        _step("the API for OTT apps: gateway (HTTPS) and its events consumer")
+        start_gateway(settings)
     print("demo " + ("OK: Gorse equals the database" if rc == 0 else "FAILED"), flush=True)
     print(f"Gorse: {settings.gorse_url}  (API key in settings.gorse.api_key)")
     return rc

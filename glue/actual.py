@@ -100,7 +100,9 @@ async def stage_export(
     return Export(kind, parts, rows, ExportSource.PAGINATED if fallback else ExportSource.BULK)
 
 
-def _parse(kind: Kind, lines: Iterable[bytes]) -> Iterator[tuple[Any, ...]]:
+def _parse(
+    kind: Kind, lines: Iterable[bytes], skip_types: frozenset[str] = frozenset()
+) -> Iterator[tuple[Any, ...]]:
     for line in lines:
         if not line.strip():
             continue
@@ -113,18 +115,23 @@ def _parse(kind: Kind, lines: Iterable[bytes]) -> Iterator[tuple[Any, ...]]:
             yield (key_json(it.item_id), canon(it), None)
         else:
             fb = Feedback.from_json(d)
+            if fb.feedback_type in skip_types:  # engagement events: not the database's to repair
+                continue
             ts = fb.timestamp.timestamp() if fb.timestamp else None
             yield (key_json(*fb.key), canon(fb), ts)
 
 
-def actual_frame(spark: SparkSession, store: StagingStore, export: Export) -> DataFrame:
+def actual_frame(
+    spark: SparkSession, store: StagingStore, export: Export, skip_types: frozenset[str] = frozenset()
+) -> DataFrame:
+    """``skip_types``: feedback types the database does not hold (the mapping's event types)."""
     if not export.parts:
         return spark.createDataFrame([], ACTUAL_SCHEMA)
     kind = export.kind
 
     def read(keys: Iterable[str]) -> Iterator[tuple[Any, ...]]:
         for key in keys:
-            yield from _parse(kind, store.read(key).splitlines())
+            yield from _parse(kind, store.read(key).splitlines(), skip_types)
 
     rdd = spark.sparkContext.parallelize(export.parts, len(export.parts)).mapPartitions(read)
     return spark.createDataFrame(rdd, ACTUAL_SCHEMA)

@@ -283,7 +283,8 @@ def run_reconcile(spark: SparkSession, settings: Settings, options: ReconcileOpt
     try:
         with timer("export_gorse"):
             exports = asyncio.run(_export(settings, staging, staging_prefix))
-            actual = {k: actual_frame(spark, staging, e).persist(PERSIST) for k, e in exports.items()}
+            skip = frozenset(mapper.spec.events.types.values()) if mapper.spec.events else frozenset()
+            actual = {k: actual_frame(spark, staging, e, skip).persist(PERSIST) for k, e in exports.items()}
         with timer("diff"):
             drift = diff_kind(Kind.USERS, expected[Kind.USERS], actual[Kind.USERS])
             for kind in (Kind.ITEMS, Kind.FEEDBACK):

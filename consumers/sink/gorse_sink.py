@@ -154,7 +154,7 @@ class GorseSink:
         for item_id in plan.item_values:  # edited on another shard: read them fresh from Gorse
             self.cache.invalidate(item_id)
         # 3. feedback (PUT: idempotent)
-        feedback = list(plan.put_feedback.values())
+        feedback = [*plan.put_feedback.values(), *plan.put_events.values()]  # distinct (type, user, item)
         await run_all([lambda b=b: c.put_feedback(b) for b in self._batches(feedback)], limit)  # type: ignore[misc]
         # 4. stale types after a threshold crossing (read first for users with many), deleted ratings
         blind, checked = stale.split(plan.stale_feedback, plan.put_feedback, datetime.now(UTC))

@@ -35,6 +35,9 @@ class Part:
     endpoint: str
 
 
+APPS = ("gateway", "events-consumer")
+
+
 class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -210,6 +213,7 @@ class Stack:
 
     # ---- whole stack ---------------------------------------------------------------------
     PARTS = ("postgres", "moto", "kinesis", "gorse")
+    # APPS (above) are started on top of these by `gorse-cdc demo` and stopped first
 
     def up(self) -> list[Part]:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -222,7 +226,7 @@ class Stack:
 
     def down(self) -> list[str]:
         stopped = []
-        for name in reversed(self.PARTS):
+        for name in (*APPS, *reversed(self.PARTS)):
             if self.procs.stop(name):
                 stopped.append(name)
         return stopped

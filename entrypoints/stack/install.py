@@ -51,6 +51,21 @@ def ensure_postgres() -> None:
     )
 
 
+def ensure_chromium() -> str:
+    """Headless Chromium (Debian package) for the gateway's browser test; installed when missing
+    (as root, like PostgreSQL). Returns the binary's path."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise FatalError("Chromium is missing: install the Debian package chromium")
+    print("installing Chromium (Debian package) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
+    _run(["apt-get", "install", "-y", "-qq", "chromium"], "apt-get install chromium", env=env)
+    return shutil.which("chromium") or "/usr/bin/chromium"
+
+
 def ensure_npm_packages(cache_dir: Path) -> Path:
     prefix = cache_dir / "npm"
     missing = [n for n in NPM_PACKAGES if not (prefix / "node_modules" / n / "package.json").exists()]

@@ -54,6 +54,9 @@ def ensure_queue(settings: Settings) -> str:
 def ensure_all(settings: Settings) -> dict[str, str]:
     return {
         "kinesis stream": ensure_stream(settings),
+        "events stream": ensure_stream(
+            settings, settings.gateway.events_stream, settings.gateway.events_shard_count
+        ),
         "s3 bucket": ensure_bucket(settings),
         "sqs dead-letter queue": ensure_queue(settings),
     }

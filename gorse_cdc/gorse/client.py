@@ -238,6 +238,41 @@ class GorseClient:
         rows = await self._request("GET", path)
         return [Feedback.from_json(r) for r in rows or []]
 
+    # ---- recommendations (the gateway's reads) -------------------------------------------
+    async def recommend(self, user_id: str, n: int, category: str | None = None) -> list[str]:
+        """The user's cached recommendations (item ids, best first); [] for an unknown user."""
+        path = f"/api/recommend/{_seg('UserId', user_id)}"
+        if category:
+            path += f"/{_seg('Category', category)}"
+        return [str(i) for i in await self._request("GET", path, params={"n": str(n)}) or []]
+
+    async def session_recommend(self, feedback: Sequence[Feedback], n: int) -> list[str]:
+        """Recommendations computed on request from a list of feedback (the latest actions)."""
+        body = [f.to_json() for f in feedback]
+        rows = await self._request("POST", "/api/session/recommend", body=body, params={"n": str(n)})
+        return [str(r["Id"]) for r in rows or []]
+
+    async def _scored(self, path: str, n: int) -> list[str]:
+        return [str(r["Id"]) for r in await self._request("GET", path, params={"n": str(n)}) or []]
+
+    async def latest(self, n: int, category: str | None = None) -> list[str]:
+        return await self._scored("/api/latest" + (f"/{_seg('Category', category)}" if category else ""), n)
+
+    async def non_personalized(self, name: str, n: int, category: str | None = None) -> list[str]:
+        path = f"/api/non-personalized/{_seg('Name', name)}"
+        return await self._scored(path + (f"/{_seg('Category', category)}" if category else ""), n)
+
+    async def item_neighbor_scores(self, item_id: str, n: int) -> list[tuple[str, float]]:
+        """The item's neighbours with their similarity scores, best first."""
+        rows = await self._request(
+            "GET", f"/api/item/{_seg('ItemId', item_id)}/neighbors/", params={"n": str(n)}
+        )
+        return [(str(r["Id"]), float(r.get("Score") or 0.0)) for r in rows or []]
+
+    async def item_neighbors(self, item_id: str, n: int, category: str | None = None) -> list[str]:
+        path = f"/api/item/{_seg('ItemId', item_id)}/neighbors/"
+        return await self._scored(path + (_seg("Category", category) if category else ""), n)
+
     async def _paginate(self, path: str, key: str, page_size: int) -> AsyncIterator[dict[str, Any]]:
         cursor = ""
         while True:

@@ -16,6 +16,7 @@ from gorse_cdc.mapping.ops import (
     DeleteItem,
     DeleteUser,
     Operation,
+    PutEvent,
     PutFeedback,
     UpsertItem,
     UpsertUser,
@@ -170,6 +171,28 @@ class Mapper:
         labels = dict(user.labels or {})
         labels[self._liked.name] = liked
         return User(user.user_id, labels, user.comment)
+
+    # ---- engagement events ---------------------------------------------------------------------
+    @property
+    def event_types(self) -> frozenset[str]:
+        return frozenset(self.spec.events.types) if self.spec.events else frozenset()
+
+    def map_event(self, event: dict[str, Any]) -> PutEvent:
+        """One event record's body ({user, item, type, ts, value}) -> its Gorse feedback."""
+        if self.spec.events is None:
+            raise PermanentRecordError("the mapping has no [events] section")
+        etype = event.get("type")
+        ftype = self.spec.events.types.get(str(etype))
+        if ftype is None:
+            raise PermanentRecordError(f"unknown event type {etype!r}")
+        for k in ("user", "item"):
+            if not isinstance(event.get(k), str):
+                raise MissingKeyError(f"event: {k!r} is missing or not a string")
+        ts = coerce("ts", "timestamp", event["ts"]) if event.get("ts") else None
+        value = event.get("value", 1.0)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise PermanentRecordError(f"event: value {value!r} is not a number")
+        return PutEvent(Feedback(ftype, event["user"], event["item"], float(value), ts))
 
     # ---- changes -> operations -------------------------------------------------------------
     def map_change(

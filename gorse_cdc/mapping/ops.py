@@ -124,7 +124,25 @@ class RefreshLiked:
         return self.user_id
 
 
-Operation = UpsertUser | DeleteUser | UpsertItem | DeleteItem | PutFeedback | DeleteFeedback | RefreshLiked
+@dataclass(frozen=True, slots=True)
+class PutEvent:
+    """An engagement event (play, complete, ...) as Gorse feedback of its own type. Keyed by
+    (type, user, item): it never replaces a rating's like/unlike, nor another event type."""
+
+    feedback: Feedback
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("event", *self.feedback.key)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return None
+
+
+Operation = (
+    UpsertUser | DeleteUser | UpsertItem | DeleteItem | PutFeedback | DeleteFeedback | RefreshLiked | PutEvent
+)
 
 
 def describe(op: Operation) -> dict[str, Any]:
@@ -136,6 +154,8 @@ def describe(op: Operation) -> dict[str, Any]:
         return {"op": name, **op.item.to_json()}
     if isinstance(op, PutFeedback):
         return {"op": name, **op.feedback.to_json(), "stale_types": list(op.stale_types)}
+    if isinstance(op, PutEvent):
+        return {"op": name, **op.feedback.to_json()}
     if isinstance(op, DeleteUser):
         return {"op": name, "UserId": op.user_id}
     if isinstance(op, DeleteItem):

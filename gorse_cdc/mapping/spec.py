@@ -105,9 +105,16 @@ def _referenced_columns(rule: UserRule | ItemRule | FeedbackRule) -> list[str]:
     return cols
 
 
+class EventsRule(_Strict):
+    """Engagement events (the gateway's events stream): event type -> Gorse feedback type."""
+
+    types: dict[str, str]
+
+
 class MappingSpec(_Strict):
     feedback_types: list[str]
     tables: dict[str, TableRule]
+    events: EventsRule | None = None
 
     @model_validator(mode="after")
     def _check(self) -> MappingSpec:
@@ -116,6 +123,11 @@ class MappingSpec(_Strict):
                 for ft in (t.feedback.type.at_or_above, t.feedback.type.below):
                     if ft not in self.feedback_types:
                         raise ValueError(f"tables.{name}: feedback type {ft!r} not in feedback_types")
+        if self.events is not None:
+            clash = set(self.events.types.values()) & set(self.feedback_types)
+            if clash:
+                # a rating's like/unlike must never be overwritten (or deleted as stale) by an event
+                raise ValueError(f"events: feedback types {sorted(clash)} are the tables' own types")
         entities = [t.entity for t in self.tables.values()]
         for e in ("user", "item"):
             if entities.count(e) > 1:

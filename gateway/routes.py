@@ -1,0 +1,159 @@
+"""The HTTP routes: /v1 reads, /v1/events, health, metrics, the OpenAPI file and the demo page.
+Handlers validate input, call the Reads / EventPublisher parts and shape JSON; who may call a
+route is declared on it (``ACCESS``) and enforced by the app's middleware."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from gateway.auth import Principal, require
+from gateway.events import EventBatch, check_types, to_record
+from gateway.keys import INGEST_ROLES, READ_ROLES, Role
+from gateway.parts import Parts
+from gateway.problems import Problem, bad_request
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:@.+-]{0,127}$")
+PARTS: web.AppKey[Parts] = web.AppKey("parts", Parts)
+PUBLIC = frozenset[Role]()  # no key needed
+ACCESS: dict[str, frozenset[Role]] = {}  # route name -> roles allowed (absent: public)
+
+
+def json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not _ID.match(value) or ".." in value:
+        raise bad_request(
+            f"{name} {value[:64]!r} is not a valid id (letters, digits, _:@.+-; no '/' or '..')"
+        )
+    return value
+
+
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise bad_request(f"query parameter {name} must be an integer from {lo} to {hi}")
+    return int(raw)
+
+
+def _paging(request: web.Request) -> tuple[int, int, str | None]:
+    category = request.query.get("category") or None
+    if category is not None and (not _ID.match(category) or ".." in category):
+        raise bad_request("query parameter category is not a valid category name")
+    return _int(request, "n", 10, 1, 100), _int(request, "offset", 0, 0, 1000), category
+
+
+def principal(request: web.Request) -> Principal:
+    p: Principal = request["principal"]
+    return p
+
+
+async def recommendations(request: web.Request) -> web.Response:
+    user = path_id(request, "user")
+    require(principal(request), READ_ROLES, user)
+    n, offset, category = _paging(request)
+    return json(await request.app[PARTS].reads.recommend(user, n, offset, category))
+
+
+async def similar(request: web.Request) -> web.Response:
+    item = path_id(request, "item")
+    n, offset, category = _paging(request)
+    return json(await request.app[PARTS].reads.similar(item, n, offset, category))
+
+
+async def popular(request: web.Request) -> web.Response:
+    n, offset, category = _paging(request)
+    return json(await request.app[PARTS].reads.listing("popular", n, offset, category))
+
+
+async def latest(request: web.Request) -> web.Response:
+    n, offset, category = _paging(request)
+    return json(await request.app[PARTS].reads.listing("latest", n, offset, category))
+
+
+async def post_events(request: web.Request) -> web.Response:
+    parts = request.app[PARTS]
+    if request.content_type != "application/json":
+        raise Problem(415, "unsupported-media-type", "send the events as application/json")
+    raw = await request.read()
+    try:
+        batch = EventBatch.model_validate_json(raw)
+    except ValidationError as invalid:
+        found = [{"loc": list(err["loc"]), "msg": err["msg"]} for err in invalid.errors(include_input=False)]
+        raise bad_request("the events are not valid", errors=found[:50]) from None
+    if len(batch.events) > parts.max_events:
+        raise Problem(413, "too-many-events", f"at most {parts.max_events} events per request")
+    if errors := check_types(batch, parts.event_types):
+        raise bad_request("unknown event types", errors=errors[:50])
+    who = principal(request)
+    for event in batch.events:
+        require(who, INGEST_ROLES, event.user)
+    now = datetime.now(UTC)
+    await parts.publisher.put([to_record(ev, now) for ev in batch.events])  # 202 only once accepted
+    by_user: dict[str, list[str]] = {}
+    for event in batch.events:
+        by_user.setdefault(event.user, []).append(event.item)
+        parts.metrics.events.labels(event.type).inc()
+    for user, items in by_user.items():
+        parts.reads.acted(user, items)
+    return json({"accepted": len(batch.events)}, status=202)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    parts = request.app[PARTS]
+    checks = await parts.readiness()
+    return json(
+        {"ready": all(checks.values()), "checks": checks}, status=200 if all(checks.values()) else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[PARTS].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _static(name: str) -> bytes:
+    return resources.files("gateway").joinpath("static", name).read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_static("openapi.yaml"), content_type="application/yaml")
+
+
+async def demo_page(request: web.Request) -> web.Response:
+    return web.Response(body=_static("index.html"), content_type="text/html")
+
+
+def add_routes(app: web.Application) -> None:
+    table = [
+        ("GET", "/v1/users/{user}/recommendations", recommendations, "recommendations", READ_ROLES),
+        ("GET", "/v1/items/{item}/similar", similar, "similar", READ_ROLES),
+        ("GET", "/v1/popular", popular, "popular", READ_ROLES),
+        ("GET", "/v1/latest", latest, "latest", READ_ROLES),
+        ("POST", "/v1/events", post_events, "events", INGEST_ROLES),
+        ("GET", "/metrics", metrics, "metrics", frozenset({Role.ADMIN})),
+        ("GET", "/healthz", healthz, "healthz", PUBLIC),
+        ("GET", "/readyz", readyz, "readyz", PUBLIC),
+        ("GET", "/openapi.yaml", openapi, "openapi", PUBLIC),
+        ("GET", "/", demo_page, "demo", PUBLIC),
+    ]
+    for method, path, handler, name, roles in table:
+        app.router.add_route(method, path, handler, name=name)
+        if roles:
+            ACCESS[name] = roles
