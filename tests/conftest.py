@@ -6,9 +6,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
 
 from gorse_cdc.settings import Settings
+
+# No per-example deadline: on a busy 2-core machine a Parquet round trip can take 300 ms, and a
+# deadline there fails a correct property (seen in CI-like runs), not a slow one.
+hypothesis.settings.register_profile("gorse-cdc", deadline=None)
+hypothesis.settings.load_profile("gorse-cdc")
 
 
 @pytest.fixture(scope="session")
