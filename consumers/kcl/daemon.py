@@ -79,14 +79,22 @@ def run_daemon(settings: Settings, worker_id: str, log_flags: str = "") -> int:
         )
         proc = subprocess.Popen(argv, env={**os.environ, **daemon_environment(settings)})
 
+        asked: list[int] = []
+
         def forward(signum: int, _frame: FrameType | None) -> None:
+            asked.append(signum)
             proc.send_signal(signum)
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            return proc.wait()
+            code = proc.wait()
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
             if proc.poll() is None:
                 proc.kill()
+    # the JVM exits 128 + signal after its shutdown hook (graceful shutdown) ran: asked for
+    if asked and code == 128 + asked[0]:
+        log.info("the KCL MultiLangDaemon stopped", extra={"worker": worker_id})
+        return 0
+    return code

@@ -79,6 +79,11 @@ class GorseRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         records = [shard_record(self.shard_id, r) for r in process_records_input.records]
         if not records:
             return
+        if self.last_applied is None:  # where this lease's reading began (interop checks it)
+            log.info(
+                "KCL first batch",
+                extra={"shard": self.shard_id, "first_sequence": records[0].sequence_number},
+            )
         try:
             self.runtime.apply(records)
         except Exception:
