@@ -125,6 +125,9 @@ class ConsumerSettings(BaseModel):
     gorse_concurrency: int = Field(8, ge=1)
     metrics_port: int = 9108
     enhanced_fan_out: bool = Field(False, description="SubscribeToShard instead of GetRecords")
+    discard_writes: bool = Field(
+        False, description="BENCHMARKS ONLY: write nothing to Gorse yet checkpoint (bench/bench_engines.py)"
+    )
     metrics_host: str = Field("127.0.0.1", description="0.0.0.0 in containers (the images set it)")
     shutdown_timeout_s: float = 20.0
     stall_after_s: float = Field(
@@ -146,6 +149,9 @@ class KclSettings(BaseModel):
     java: str = Field("java", description="the Java 17+ executable")
     kinesis_endpoint_url: str | None = Field(
         None, description="Kinesis endpoint for the KCL (HTTP/2); locally the stack's h2c port"
+    )
+    tuned: bool = Field(
+        True, description="false: KCL's own defaults for the four intervals below (start-up ~2 min)"
     )
     shard_sync_interval_ms: int | None = Field(1000, ge=100, description="KCL default 60000")
     lease_assignment_interval_ms: int | None = Field(1000, ge=100, description="KCL 3 default 2 x failover")

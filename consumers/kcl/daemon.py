@@ -4,6 +4,7 @@ properties written from the settings, until it exits or SIGTERM/SIGINT asks it t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+from consumers.kcl.health import DaemonHealth
 from consumers.kcl.properties import daemon_environment, daemon_properties, render
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
@@ -86,8 +88,11 @@ def run_daemon(settings: Settings, worker_id: str, log_flags: str = "") -> int:
             proc.send_signal(signum)
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        c = settings.consumer
+        health = DaemonHealth(proc, c.metrics_host, c.metrics_port) if c.metrics_port else None
         try:
-            code = proc.wait()
+            with health or contextlib.nullcontext():
+                code = proc.wait()
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)

@@ -64,7 +64,8 @@ def daemon_properties(
         "idleTimeBetweenReadsInMillis": k.idle_time_between_reads_ms,
         "maxRecords": k.max_records,
     }
-    props.update({name: str(v) for name, v in optional.items() if v is not None})
+    if k.tuned:
+        props.update({name: str(v) for name, v in optional.items() if v is not None})
     props.update(k.extra_properties)
     return props
 
