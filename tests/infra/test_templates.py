@@ -139,9 +139,8 @@ def test_consumer_task_role_grants_what_the_consumer_calls_and_no_more() -> None
 
 
 def test_the_kcl_grants_exist_only_with_the_kcl_engine() -> None:
-    statements = load("consumer.yaml")["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"][
-        "Statement"
-    ]
+    role = load("consumer.yaml")["Resources"]["TaskRole"]
+    statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     kcl = [st for st in statements if "Fn::If" in st and st["Fn::If"][0] == "UseKcl"]
     assert {st["Fn::If"][1]["Sid"] for st in kcl} == {"KclLeaseIndex", "KclCoordinatorTables"}
     assert all(st["Fn::If"][2] == {"Ref": "AWS::NoValue"} for st in kcl)
