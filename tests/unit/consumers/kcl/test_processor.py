@@ -85,7 +85,7 @@ def batch(checkpointer: FakeCheckpointer, *seqs: str) -> Any:
 
 def test_a_batch_is_applied_before_its_last_sequence_is_checkpointed() -> None:
     log: list[str] = []
-    p, rt = processor(log)
+    p, _rt = processor(log)
     p.process_records(batch(FakeCheckpointer(log), "10", "11", "12"))
     p.process_records(batch(FakeCheckpointer(log), "13"))
     assert log == ["open", "apply 10..12", "checkpoint 12", "apply 13..13", "checkpoint 13"]
