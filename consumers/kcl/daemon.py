@@ -9,13 +9,15 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 from consumers.kcl.health import DaemonHealth
-from consumers.kcl.properties import daemon_environment, daemon_properties, render
+from consumers.kcl.properties import daemon_environment, daemon_properties, kcl_kinesis_endpoint, render
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
 
@@ -64,8 +66,25 @@ def daemon_command(settings: Settings, properties_file: Path) -> list[str]:
     ]
 
 
+def check_local_endpoint(settings: Settings) -> None:
+    """Locally, a stack started before the h2c listener existed has none: say so at once
+    (the daemon itself would retry the connection for minutes)."""
+    endpoint = kcl_kinesis_endpoint(settings)
+    if not settings.local or not endpoint:
+        return
+    url = urlsplit(endpoint)
+    try:
+        socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=2).close()
+    except OSError as e:
+        raise FatalError(
+            f"the KCL's Kinesis endpoint {endpoint} (cleartext HTTP/2) does not answer ({e}): restart "
+            "the local stack (gorse-cdc stack down && gorse-cdc stack up) to get its h2c listener"
+        ) from None
+
+
 def run_daemon(settings: Settings, worker_id: str, log_flags: str = "") -> int:
     """Run the daemon in the foreground; its exit code is ours."""
+    check_local_endpoint(settings)
     props = daemon_properties(settings, worker_id, log_flags=log_flags)
     with tempfile.TemporaryDirectory(prefix="gorse-cdc-kcl-") as tmp:
         path = Path(tmp) / "gorse-cdc-kcl.properties"
