@@ -5,6 +5,8 @@ engine runs as a real `gorse-cdc consume` process on a fresh lease table.
 (a) read path, no-op sink (consumer.discard_writes), a backlog of --backlog records: records/s
     from the first checkpoint to the last (start-up excluded)
 (b) the same with the Gorse sink, a --gorse-backlog of database changes: records/s
+    (a) and (b) also with two native processes on one lease table: the KCL runs one Python
+    process per shard, the native engine one per worker
 (c) start to first record: process start -> first checkpoint (from (a)); plus the KCL with its
     own default intervals (kcl.tuned = false)
 (d) failover: two workers on a 1-shard stream fed 20 records/s; kill -9 of the one holding the
@@ -38,6 +40,7 @@ import boto3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_consumer import freshness
+from bench.engines_report import chart, table
 from consumers.leases.lease import SHARD_END, Lease
 from entrypoints.stack.resources import ensure_stream
 from gorse_cdc.dms.record import DmsRecord, encode_record
@@ -47,6 +50,7 @@ from tests.integration.consumers.feed import Feed
 
 LOGS = Path(".stack") / "bench-engines"
 ENGINES = ("native", "kcl")
+NATIVE_2 = "native, 2 processes"
 
 
 @dataclass
@@ -176,11 +180,18 @@ class Drain:
 
 
 def drain(
-    settings: Settings, engine: str, stream: str, put: Put, timeout_s: float = 900, **env: str
+    settings: Settings,
+    engine: str,
+    stream: str,
+    put: Put,
+    workers: int = 1,
+    timeout_s: float = 900,
+    **env: str,
 ) -> Drain:
+    """``workers`` processes of the engine on one fresh lease table (they share the shards)."""
     table = f"bench-{engine}-{uuid.uuid4().hex[:6]}"
     t0 = time.monotonic()
-    proc = start(engine, stream, table, f"{engine}-a", **env)
+    procs = [start(engine, stream, table, f"{engine}-{w}", **env) for w in "abcd"[:workers]]
     try:
         first: tuple[float, int] | None = None
         while time.monotonic() - t0 < timeout_s:
@@ -191,12 +202,13 @@ def drain(
             if done >= put.total and first is not None:
                 span = max(now - first[0], 1e-3)
                 return Drain((done - first[1]) / span, first[0] - t0)
-            if proc.poll() is not None:
+            if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"{engine} exited; see {LOGS}")
             time.sleep(0.2)
         raise TimeoutError(f"{engine} did not drain in {timeout_s} s")
     finally:
-        stop(proc)
+        for p in procs:
+            stop(p)
 
 
 def first_record_s(settings: Settings, engine: str, stream: str, put: Put, **env: str) -> float:
@@ -284,51 +296,6 @@ async def fresh(
     return statistics.median(lags), lags[min(len(lags) - 1, int(len(lags) * 0.99))]
 
 
-def chart(rows: dict[str, dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [
-        ("(a) read path, no-op sink", "records/s", "a"),
-        ("(b) with the Gorse sink", "records/s", "b"),
-        ("(c) start to first record", "s", "c"),
-        ("(d) failover after kill -9", "s", "d"),
-        ("(e) commit -> readable p50", "s", "e50"),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(17, 3.8))
-    for ax, (title, unit, key) in zip(axes, panels, strict=True):
-        names = [n for n in rows if key in rows[n]]
-        values = [rows[n][key] for n in names]
-        bars = ax.bar(names, values, color=["#2b6cb0" if n == "native" else "#dd6b20" for n in names])
-        ax.bar_label(bars, fmt="%.3g", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel(unit)
-        ax.tick_params(axis="x", labelsize=8, rotation=15)
-    fig.suptitle(
-        "gorse-cdc native engine vs the real KCL (MultiLangDaemon 3.1.3), same streams, same machine"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def table(rows: dict[str, dict[str, float]]) -> str:
-    cols = [
-        ("a", "(a) read, no-op sink rec/s", "{:,.0f}"),
-        ("b", "(b) Gorse sink rec/s", "{:,.0f}"),
-        ("c", "(c) start -> first record s", "{:.1f}"),
-        ("d", "(d) failover s", "{:.1f}"),
-        ("e50", "(e) fresh p50 s", "{:.2f}"),
-        ("e99", "(e) fresh p99 s", "{:.2f}"),
-    ]
-    lines = ["| engine | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, r in rows.items():
-        cells = [fmt.format(r[k]) if k in r else "-" for k, _, fmt in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backlog", type=int, default=200_000)
@@ -340,7 +307,7 @@ async def main() -> None:
     args = ap.parse_args()
     settings = Settings()
     tag = uuid.uuid4().hex[:6]
-    rows: dict[str, dict[str, float]] = {"native": {}, "kcl": {}, "kcl (KCL defaults)": {}}
+    rows: dict[str, dict[str, float]] = {"native": {}, "kcl": {}, "kcl (KCL defaults)": {}, NATIVE_2: {}}
     noop = {"GORSE_CDC_CONSUMER__DISCARD_WRITES": "true"}
     defaults = {"GORSE_CDC_KCL__TUNED": "false"}
 
@@ -354,6 +321,10 @@ async def main() -> None:
         d = drain(settings, engine, stream_a, put_a, **noop)
         rows[engine].update(a=d.rate, c=d.first_s)
         print(f"(a) {engine}: {d.rate:,.0f} records/s; (c) first record after {d.first_s:.1f} s", flush=True)
+    # the KCL runs one Python process per shard; the native engine scales by running more workers
+    d = drain(settings, "native", stream_a, put_a, workers=2, **noop)
+    rows[NATIVE_2]["a"] = d.rate
+    print(f"(a) {NATIVE_2}: {d.rate:,.0f} records/s", flush=True)
 
     stream_b = f"bench-b-{tag}"
     ensure_stream(settings, stream_b, 2)
@@ -368,11 +339,11 @@ async def main() -> None:
         [(encode_record(r), mapper.partition_key(r.table, r.data)) for r in changes],
         put_b,
     )
-    for engine in ENGINES:
+    for name, engine, workers in (("native", "native", 1), ("kcl", "kcl", 1), (NATIVE_2, "native", 2)):
         await clear_gorse(settings)
-        d = drain(settings, engine, stream_b, put_b)
-        rows[engine]["b"] = d.rate
-        print(f"(b) {engine}: {d.rate:,.0f} records/s ({put_b.total:,} changes, Gorse sink)", flush=True)
+        d = drain(settings, engine, stream_b, put_b, workers=workers)
+        rows[name]["b"] = d.rate
+        print(f"(b) {name}: {d.rate:,.0f} records/s ({put_b.total:,} changes, Gorse sink)", flush=True)
 
     if not args.no_kcl_defaults:
         small = Put({k: v[:1] for k, v in put_a.by_shard.items()})
