@@ -22,7 +22,8 @@ def chart(rows: dict[str, dict[str, float]], path: Path) -> None:
     for ax, (title, unit, key) in zip(axes, panels, strict=True):
         names = [n for n in rows if key in rows[n]]
         values = [rows[n][key] for n in names]
-        bars = ax.bar(names, values, color=["#2b6cb0" if n.startswith("native") else "#dd6b20" for n in names])
+        colors = ["#2b6cb0" if n.startswith("native") else "#dd6b20" for n in names]
+        bars = ax.bar(names, values, color=colors)
         ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in values], fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(unit)
