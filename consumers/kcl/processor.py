@@ -26,6 +26,7 @@ from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
 from consumers.kcl.runtime import ShardRuntime
+from consumers.pipeline import Stopped
 from consumers.records import ShardRecord
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,12 @@ class GorseRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
             )
         try:
             self.runtime.apply(records)
+        except Stopped:
+            log.warning(
+                "KCL processor stopped before its batch applied (daemon gone?): exiting",
+                extra={"shard": self.shard_id},
+            )
+            raise SystemExit(1) from None
         except Exception:
             self._fail("applying a batch")
         self.last_applied = records[-1].sequence_number

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ class ShardRuntime:
         self.applier: BatchApplier | None = None
         self.sink: GorseSink | None = None
         self.stopping = False
+        self.daemon_pid = os.getppid()  # the MultiLangDaemon that started this processor
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -88,7 +90,15 @@ class ShardRuntime:
         applier = self.applier
         for r in records[:1]:
             self.metrics.records_read.labels(r.shard_id).inc(len(records))
-        return self._run(applier.apply(records, lambda: self.stopping))
+        return self._run(applier.apply(records, self.should_stop))
+
+    def should_stop(self) -> bool:
+        """Stop writing when closing, or when the daemon died (kill -9 of the JVM): its
+        leases will go to another worker, so this orphan must not write on (Stopped: no
+        checkpoint; the process then exits)."""
+        if os.getppid() != self.daemon_pid:
+            self.stopping = True
+        return self.stopping
 
     def checkpointed(self, shard_id: str) -> None:
         self.metrics.checkpoints.labels(shard_id).inc()

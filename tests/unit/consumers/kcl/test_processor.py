@@ -119,3 +119,18 @@ def test_shutdown_checkpoints_the_last_applied_record() -> None:
     p.process_records(batch(FakeCheckpointer(log), "10"))
     p.shutdown_requested(message({"action": "shutdownRequested"}, FakeCheckpointer(log)))
     assert log[-2:] == ["checkpoint 10", "close"]
+
+
+def test_a_processor_whose_daemon_died_stops_without_a_checkpoint() -> None:
+    from consumers.pipeline import Stopped
+
+    log: list[str] = []
+    p, rt = processor(log)
+
+    def stopped(records: Sequence[ShardRecord]) -> None:
+        raise Stopped
+
+    rt.apply = stopped  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        p.process_records(batch(FakeCheckpointer(log), "10"))
+    assert not any(line.startswith("checkpoint") for line in log)
