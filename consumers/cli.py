@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
         epilog="Example: GORSE_CDC_CONSUMER__GORSE_CONCURRENCY=16 gorse-cdc --json-logs consume",
     )
+    c.add_argument(
+        "--engine",
+        choices=["native", "kcl"],
+        help="native: the asyncio consumer (default settings.consumer.engine); kcl: the real KCL "
+        "MultiLangDaemon (amazon-kclpy, Java 17) running the same record path on the same lease table",
+    )
     c.add_argument("--stream", help="Kinesis stream name (default settings.kinesis.stream_name)")
     c.add_argument("--lease-table", help="DynamoDB lease table (default settings.leases.table)")
     c.add_argument("--worker-id", help="this worker's lease owner name (default host:pid:random)")
@@ -66,6 +72,8 @@ def consume_settings(args: argparse.Namespace, settings: Settings) -> Settings:
         consumer["metrics_port"] = args.metrics_port
     if args.enhanced_fan_out:
         consumer["enhanced_fan_out"] = True
+    if args.engine:
+        consumer["engine"] = args.engine
     return settings.model_copy(
         update={
             "kinesis": settings.kinesis.model_copy(update=kinesis),
@@ -76,6 +84,13 @@ def consume_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def run_consume(args: argparse.Namespace, settings: Settings) -> int:
+    settings = consume_settings(args, settings)
+    if settings.consumer.engine == "kcl":
+        from consumers.kcl.daemon import run_daemon
+        from consumers.service import default_worker_id
+
+        flags = f"--log-level {args.log_level}" + (" --json-logs" if args.json_logs else "")
+        return run_daemon(settings, settings.consumer.worker_id or default_worker_id(), flags)
     from consumers.wiring import open_consumer
 
     async def main() -> int:
@@ -83,7 +98,7 @@ def run_consume(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with open_consumer(consume_settings(args, settings)) as consumer:
+        async with open_consumer(settings) as consumer:
             return await consumer.run(stop)
 
     return asyncio.run(main())

@@ -25,6 +25,7 @@ from consumers.pipeline import BatchApplier
 from consumers.protocols import DeadLetterStore, RecordSource, Sink
 from consumers.refresh import RefreshPublisher
 from consumers.service import Consumer, ConsumerParts
+from consumers.sink.discard import DiscardSink
 from consumers.sink.gorse_sink import GorseSink
 from consumers.sink.item_cache import ItemLabelCache
 from gorse_cdc.gorse.client import GorseClient
@@ -123,6 +124,9 @@ def build_applier(
     dead_letters: DeadLetterStore | None = None,
 ) -> BatchApplier:
     mapper = build_mapper(settings)
+    if settings.consumer.discard_writes:
+        log.warning("consumer.discard_writes is on: NOTHING is written to Gorse (benchmarks only)")
+        sink = DiscardSink()
     return BatchApplier(
         mapper,
         sink or gorse_sink(settings, clients, mapper),

@@ -38,6 +38,9 @@ class StackSettings(BaseModel):
     gorse_server_port: int = 18087
     gorse_worker_port: int = 18089
     kinesis_port: int = 14567
+    kinesis_h2c_port: int = Field(
+        14568, description="kinesalite served again over cleartext HTTP/2, for the KCL (which forces HTTP/2)"
+    )
     moto_port: int = 15000
     kinesis_emulator: Literal["kinesalite", "kinesis-local"] = "kinesalite"
     gorse_store: Literal["sqlite", "postgres"] = "sqlite"
@@ -112,6 +115,9 @@ class DeadLetterSettings(BaseModel):
 
 
 class ConsumerSettings(BaseModel):
+    engine: Literal["native", "kcl"] = Field(
+        "native", description="native asyncio consumer, or the real KCL MultiLangDaemon (consumers.kcl)"
+    )
     worker_id: str | None = None
     max_records_per_call: int = Field(10_000, ge=1, le=10_000)
     idle_pause_ms: int = Field(1000, ge=0)
@@ -119,6 +125,9 @@ class ConsumerSettings(BaseModel):
     gorse_concurrency: int = Field(8, ge=1)
     metrics_port: int = 9108
     enhanced_fan_out: bool = Field(False, description="SubscribeToShard instead of GetRecords")
+    discard_writes: bool = Field(
+        False, description="BENCHMARKS ONLY: write nothing to Gorse yet checkpoint (bench/bench_engines.py)"
+    )
     metrics_host: str = Field("127.0.0.1", description="0.0.0.0 in containers (the images set it)")
     shutdown_timeout_s: float = 20.0
     stall_after_s: float = Field(
@@ -129,6 +138,27 @@ class ConsumerSettings(BaseModel):
         60.0,
         gt=0,
         description="bounds staleness of another worker's edit; its likers are told again after it",
+    )
+
+
+class KclSettings(BaseModel):
+    """The KCL engine (``consume --engine kcl``): the MultiLangDaemon's properties come from
+    these and the shared sections (stream, lease table, failover time, endpoints). ``None`` =
+    KCL's own default."""
+
+    java: str = Field("java", description="the Java 17+ executable")
+    kinesis_endpoint_url: str | None = Field(
+        None, description="Kinesis endpoint for the KCL (HTTP/2); locally the stack's h2c port"
+    )
+    tuned: bool = Field(
+        True, description="false: KCL's own defaults for the four intervals below (start-up ~2 min)"
+    )
+    shard_sync_interval_ms: int | None = Field(1000, ge=100, description="KCL default 60000")
+    lease_assignment_interval_ms: int | None = Field(1000, ge=100, description="KCL 3 default 2 x failover")
+    idle_time_between_reads_ms: int | None = Field(200, ge=0, description="KCL default 1000 (polling)")
+    max_records: int | None = Field(10_000, ge=1, le=10_000, description="GetRecords limit")
+    extra_properties: dict[str, str] = Field(
+        default_factory=dict, description="any other MultiLangDaemon property, verbatim"
     )
 
 
@@ -236,6 +266,7 @@ class Settings(BaseSettings):
     leases: LeaseSettings = LeaseSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    kcl: KclSettings = KclSettings()
     replay: ReplaySettings = ReplaySettings()
     mapping: MappingSettings = MappingSettings()
     reconcile: ReconcileSettings = ReconcileSettings()

@@ -161,10 +161,17 @@ class Stack:
                 "updateStreamMs": 0,
                 "shardLimit": 1000,
             }
+            # The same server's handler and store served a second time over cleartext HTTP/2
+            # (h2c) on kinesis_h2c_port: the KCL's Kinesis client forces HTTP/2.
             script = (
-                "const [mod, opts, port, host] = process.argv.slice(1);"
-                "require(mod)(JSON.parse(opts)).listen(Number(port), host,"
+                "const [mod, opts, port, host, h2port] = process.argv.slice(1);"
+                "const server = require(mod)(JSON.parse(opts));"
+                "server.listen(Number(port), host,"
                 " () => console.log(`kinesalite listening on ${host}:${port}`));"
+                "const h2 = require('http2').createServer();"
+                "h2.on('request', (req, res) => server.emit('request', req, res));"
+                "h2.listen(Number(h2port), host,"
+                " () => console.log(`kinesalite (h2c) listening on ${host}:${h2port}`));"
             )
             spec = ProcessSpec(
                 "kinesis",
@@ -176,6 +183,7 @@ class Stack:
                     json.dumps(options),
                     str(port),
                     self.host,
+                    str(st.port("kinesis_h2c")),
                 ],
             )
         else:
@@ -199,6 +207,9 @@ class Stack:
             )
         self.procs.start(spec)
         self._wait("kinesis", lambda: tcp_open(self.host, port), st.kinesis_emulator, 60)
+        if st.kinesis_emulator == "kinesalite":
+            h2c = st.port("kinesis_h2c")
+            self._wait("kinesis", lambda: tcp_open(self.host, h2c), "kinesalite (h2c, for the KCL)", 30)
         return Part(f"kinesis ({st.kinesis_emulator})", f"http://{self.host}:{port}")
 
     # ---- moto (S3, DynamoDB, SQS) ----------------------------------------------------------

@@ -117,11 +117,13 @@ def test_consumer_task_role_grants_what_the_consumer_calls_and_no_more() -> None
     for action in CONSUMER_KINESIS_ACTIONS:
         assert action in grants, action
         assert all(stream in r for r in grants[action]), (action, grants[action])
+    table = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${LeaseTableName}"
+    kcl_tables = [f"{table}-CoordinatorState", f"{table}-WorkerMetricStats"]  # ConsumerEngine=kcl only
     for action in CONSUMER_DYNAMODB_ACTIONS:
         assert action in grants, action
-        assert grants[action] == [
-            "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${LeaseTableName}"
-        ], (action, grants[action])
+        assert grants[action] in ([table], [table, *kcl_tables]), (action, grants[action])
+    for action in ("dynamodb:UpdateTable", "dynamodb:Query"):  # KCL 3's lease-owner index
+        assert grants.pop(action) == [table, f"{table}/index/*"], action
     for action in CONSUMER_KMS_ACTIONS:
         assert grants[action] == ["${KmsKeyArn}"]
     # dead letters: S3 prefix by default, SQS queue as the option
@@ -134,6 +136,15 @@ def test_consumer_task_role_grants_what_the_consumer_calls_and_no_more() -> None
     assert set(grants) - expected - {"s3:PutObject", "sqs:SendMessage"} <= allowed_extra
     # the API key arrives through the execution role (ECS secrets), not the task role
     assert not any(a.startswith("secretsmanager:") for a in grants)
+
+
+def test_the_kcl_grants_exist_only_with_the_kcl_engine() -> None:
+    role = load("consumer.yaml")["Resources"]["TaskRole"]
+    statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    kcl = [st for st in statements if "Fn::If" in st and st["Fn::If"][0] == "UseKcl"]
+    assert {st["Fn::If"][1]["Sid"] for st in kcl} == {"KclLeaseIndex", "KclCoordinatorTables"}
+    assert all(st["Fn::If"][2] == {"Ref": "AWS::NoValue"} for st in kcl)
+    assert not any(isinstance(st, dict) and str(st.get("Sid", "")).startswith("Kcl") for st in statements)
 
 
 def test_consumer_gets_the_api_key_from_secrets_manager() -> None:
