@@ -25,7 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
-from bench_freshness import _applied, child_env, cli, dms_put, free_port, gorse_ratings, private, spawn
+from bench_freshness import (
+    _applied,
+    child_env,
+    cleanup,
+    cli,
+    dms_put,
+    free_port,
+    gorse_ratings,
+    private,
+    spawn,
+)
 
 from consumers.metrics import Metrics
 from consumers.verify import verify
@@ -114,6 +124,7 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.to_thread(dms.wait, 30)
             stop.set()
             await consuming
+            cleanup(s)
     if args.png:
         draw(series, args)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
+import boto3
 import psycopg
 
 from consumers.metrics import Metrics
@@ -41,6 +42,7 @@ from entrypoints.stack.components import Stack
 from entrypoints.stack.resources import ensure_bucket, ensure_stream
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.settings import Settings
+from producers.dms.slot import drop_slot
 from producers.synthetic import generate
 from producers.synthetic_model import GeneratorConfig
 
@@ -213,6 +215,7 @@ async def main(args: argparse.Namespace) -> None:
             dms.wait(30)
             consumer_stop.set()
             await consuming
+            cleanup(s)
     events, seconds = _activity_summary(out)
     lat = [p[1] * 1000 for p in run.probes]
     rate = events / max(seconds, 1e-9)
@@ -241,6 +244,12 @@ def spawn(argv: list[str], env: dict[str, str], log: Path, capture: bool = False
             stderr=err,
             text=True,
         )
+
+
+def cleanup(s: Settings) -> None:
+    """Drop the bench's replication slot (a slot left behind keeps WAL forever) and stream."""
+    drop_slot(s.source_dsn, s.source.slot_name)
+    boto3.client("kinesis", **s.aws_client_kwargs("kinesis")).delete_stream(StreamName=s.kinesis.stream_name)
 
 
 def free_port() -> int:
