@@ -37,10 +37,18 @@ def replay_settings(settings: Settings, tag: str) -> Settings:
             "replay": settings.replay.model_copy(update={"table": f"replay-{tag}", "max_records_per_s": 0}),
             "dead_letters": settings.dead_letters.model_copy(update={"s3_prefix": f"dead-letters-{tag}"}),
             "consumer": settings.consumer.model_copy(
-                update={"metrics_port": 0, "idle_pause_ms": 200, "shutdown_timeout_s": 10.0}
+                update={
+                    "metrics_port": 0,
+                    "idle_pause_ms": 200,
+                    "shutdown_timeout_s": 10.0,
+                    "item_cache_ttl_s": ITEM_TTL_S,
+                }
             ),
         }
     )
+
+
+ITEM_TTL_S = 2.0  # genre edits are re-told to late likers after it (consumers.sink.gorse_sink)
 
 
 @pytest.fixture(scope="module")
