@@ -50,7 +50,10 @@ class Page:
             if value:
                 return value
             if time.monotonic() > deadline:
-                state = await self.eval("location.href + ' | ' + document.body.innerText.slice(0, 300)")
+                state = await self.eval(  # never the fragment: it may carry a key
+                    "location.origin + location.pathname + location.search + ' | '"
+                    " + document.body.innerText.slice(0, 300)"
+                )
                 raise AssertionError(f"not true after {timeout_s} s: {expression}; page: {state}")
             await asyncio.sleep(0.1)
 

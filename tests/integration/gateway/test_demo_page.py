@@ -30,7 +30,7 @@ async def test_play_on_the_home_screen_changes_the_row(
         ]
         await g.upsert_items(items)
         await g.put_feedback([Feedback("like", f"web-other-{u}", f"web{(u * 7) % 40}", 5) for u in range(20)])
-    url = f"{gateway.url}/?user={user}&key={gateway.keys['admin']['key']}"
+    url = f"{gateway.url}/?user={user}#key={gateway.keys['admin']['key']}"
     async with chromium(binary, url) as page:
         await page.wait_for("document.querySelectorAll('#personal .card').length >= 3")
         first = await page.eval("document.querySelector('#personal .card').dataset.item")
