@@ -181,30 +181,24 @@ async def running_consumer(
             assert await asyncio.wait_for(task, 30) == 0
 
 
-def consumer_process(env: Env, worker_id: str, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
-    """A real `gorse-cdc consume` process."""
-    e = {
-        **os.environ,
-        "GORSE_CDC_LEASES__FAILOVER_MS": "3000",
-        "GORSE_CDC_CONSUMER__IDLE_PAUSE_MS": "200",
-        "GORSE_CDC_CONSUMER__ITEM_CACHE_TTL_S": str(ITEM_TTL_S),
-        **extra_env,
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "entrypoints.cli",
-        "--json-logs",
-        "consume",
-        "--stream",
-        env.stream,
-        "--lease-table",
-        env.lease_table,
-        "--worker-id",
-        worker_id,
-        "--metrics-port",
-        "0",
-    ]
+def consumer_process(
+    env: Env, worker_id: str, log: Path, *, engine: str = "native", **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """A real `gorse-cdc consume` process; ``engine="kcl"`` runs the KCL MultiLangDaemon and its
+    per-shard processors (they take the lease timing from the env's settings)."""
+    if engine == "kcl":
+        k = env.settings.aws.kinesis_endpoint_url
+        engine_env = {
+            "GORSE_CDC_LEASES__FAILOVER_MS": str(env.settings.leases.failover_ms),
+            "GORSE_CDC_CONSUMER__SHUTDOWN_TIMEOUT_S": "10",
+            **({"GORSE_CDC_AWS__KINESIS_ENDPOINT_URL": k} if k else {}),
+        }
+    else:
+        engine_env = {"GORSE_CDC_LEASES__FAILOVER_MS": "3000", "GORSE_CDC_CONSUMER__IDLE_PAUSE_MS": "200"}
+    e = {**os.environ, **engine_env, "GORSE_CDC_CONSUMER__ITEM_CACHE_TTL_S": str(ITEM_TTL_S), **extra_env}
+    argv = [sys.executable, "-m", "entrypoints.cli", "--json-logs", "consume", "--engine", engine]
+    argv += ["--stream", env.stream, "--lease-table", env.lease_table, "--worker-id", worker_id]
+    argv += ["--metrics-port", "0"]
     return subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
 
 

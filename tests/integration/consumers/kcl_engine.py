@@ -4,10 +4,8 @@ process (the MultiLangDaemon and its per-shard processors) and what its JSON log
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,42 +13,13 @@ import boto3
 import orjson
 
 from gorse_cdc.settings import Settings
-from tests.integration.consumers.conftest import ITEM_TTL_S, Env
+from tests.integration.consumers.conftest import Env, consumer_process
 
 KCL_STOP_S = 60.0
 
 
 def kcl_process(env: Env, worker_id: str, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
-    e = {
-        **os.environ,
-        "GORSE_CDC_LEASES__FAILOVER_MS": str(env.settings.leases.failover_ms),
-        "GORSE_CDC_CONSUMER__ITEM_CACHE_TTL_S": str(ITEM_TTL_S),
-        "GORSE_CDC_CONSUMER__SHUTDOWN_TIMEOUT_S": "10",
-        **(
-            {"GORSE_CDC_AWS__KINESIS_ENDPOINT_URL": env.settings.aws.kinesis_endpoint_url}
-            if env.settings.aws.kinesis_endpoint_url
-            else {}
-        ),
-        **extra_env,
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "entrypoints.cli",
-        "--json-logs",
-        "consume",
-        "--engine",
-        "kcl",
-        "--stream",
-        env.stream,
-        "--lease-table",
-        env.lease_table,
-        "--worker-id",
-        worker_id,
-        "--metrics-port",
-        "0",
-    ]
-    return subprocess.Popen(argv, env=e, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    return consumer_process(env, worker_id, log, engine="kcl", **extra_env)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
