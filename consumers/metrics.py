@@ -44,6 +44,11 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
             registry=r,
         )
+        self.events_refused_erased = Counter(
+            f"{PREFIX}_events_refused_erased",
+            "engagement events of erased (deleted) users, refused and never written",
+            registry=r,
+        )
         self.leases_held = Gauge(f"{PREFIX}_leases_held", "shard leases this worker holds", registry=r)
         self.gorse_retries = Counter(
             f"{PREFIX}_gorse_retries", "retriable Gorse failures (backoff, no progress)", registry=r

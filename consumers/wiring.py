@@ -26,6 +26,7 @@ from consumers.protocols import DeadLetterStore, RecordSource, Sink
 from consumers.refresh import RefreshPublisher
 from consumers.service import Consumer, ConsumerParts
 from consumers.sink.discard import DiscardSink
+from consumers.sink.erasures import DynamoErasureLog
 from consumers.sink.gorse_sink import GorseSink
 from consumers.sink.item_cache import ItemLabelCache
 from gorse_cdc.gorse.client import GorseClient
@@ -72,10 +73,18 @@ def dead_letter_store(settings: Settings, clients: Clients) -> DeadLetterStore:
     return s3
 
 
-def gorse_sink(settings: Settings, clients: Clients, mapper: Mapper, *, publish: bool = True) -> GorseSink:
+def gorse_sink(
+    settings: Settings,
+    clients: Clients,
+    mapper: Mapper,
+    *,
+    publish: bool = True,
+    metrics: Metrics | None = None,
+) -> GorseSink:
     """``publish``: genre edits tell likers through refresh records (the live consumer); a
     replay, which holds the leases of every shard it writes, writes them itself."""
     c = settings.consumer
+    refused = metrics.events_refused_erased.inc if metrics is not None else None
     cache = ItemLabelCache(
         clients.gorse,
         mapper,
@@ -91,6 +100,8 @@ def gorse_sink(settings: Settings, clients: Clients, mapper: Mapper, *, publish:
         demographics_ttl_s=c.item_cache_ttl_s,
         publisher=refresh_publisher(settings, clients, mapper) if publish else None,
         retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired
+        erasures=DynamoErasureLog(clients.dynamodb, c.erasures_table) if c.erasure_guard else None,
+        on_refused_events=refused,
     )
 
 
@@ -146,7 +157,7 @@ async def open_consumer(settings: Settings, metrics: Metrics | None = None) -> A
     stream = s.kinesis.stream_name
     async with contextlib.AsyncExitStack() as stack:
         clients = await open_clients(stack, s, metrics)
-        sink = gorse_sink(s, clients, build_mapper(s))
+        sink = gorse_sink(s, clients, build_mapper(s), metrics=metrics)
         applier = build_applier(s, clients, metrics, source_name=stream, sink=sink)
         retells = asyncio.create_task(sink.run_retells(), name="retell-likers")
         stack.callback(retells.cancel)

@@ -133,6 +133,13 @@ class ConsumerSettings(BaseModel):
     stall_after_s: float = Field(
         60.0, gt=0, description="a shard whose batch has not applied for this long is reported stalled"
     )
+    erasures_table: str = Field(
+        "gorse-cdc-erasures",
+        description="DynamoDB table of deleted users (sha256 of the id): their engagement events are refused",
+    )
+    erasure_guard: bool = Field(
+        True, description="log user deletes and refuse events of logged users (consumers.sink.erasures)"
+    )
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
     item_cache_ttl_s: float = Field(
         60.0,

@@ -52,7 +52,7 @@ class ShardRuntime:
     async def _open(self) -> None:
         s, stack = self.settings, self._stack
         clients = await open_clients(stack, s, self.metrics)
-        sink = gorse_sink(s, clients, build_mapper(s))
+        sink = gorse_sink(s, clients, build_mapper(s), metrics=self.metrics)
         self.sink, self.applier = (
             sink,
             build_applier(s, clients, self.metrics, source_name=s.kinesis.stream_name, sink=sink),

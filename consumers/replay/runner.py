@@ -90,7 +90,11 @@ class Replay:
         """The shared apply path, filtered, rate-limited and counted; in a dry run its sink and
         dead-letter store only count."""
         mapper = build_mapper(self.settings)
-        sink = DryRunSink() if self.dry_run else gorse_sink(self.settings, clients, mapper, publish=False)
+        sink = (
+            DryRunSink()
+            if self.dry_run
+            else gorse_sink(self.settings, clients, mapper, publish=False, metrics=self.metrics)
+        )
         dead = CollectingStore() if self.dry_run else kw.pop("dead_letters", None)
         inner = build_applier(
             self.settings, clients, self.metrics, source_name=source, sink=sink, dead_letters=dead
@@ -151,7 +155,11 @@ class Replay:
             mapper = build_mapper(self.settings)
             # one sink for every shard (one item cache, one lock per user), writing likers
             # itself: the replay holds their shards' leases, nobody else writes them now
-            sink = DryRunSink() if self.dry_run else gorse_sink(self.settings, clients, mapper, publish=False)
+            sink = (
+                DryRunSink()
+                if self.dry_run
+                else gorse_sink(self.settings, clients, mapper, publish=False, metrics=self.metrics)
+            )
             dead = CollectingStore() if self.dry_run else None
             inner = build_applier(
                 self.settings, clients, self.metrics, source_name=stream, sink=sink, dead_letters=dead

@@ -27,11 +27,13 @@ from typing import TypeVar
 from consumers.coalesce import WritePlan
 from consumers.refresh import RefreshPublisher, Values
 from consumers.sink import stale
+from consumers.sink.erasures import ErasureLog
 from consumers.sink.item_cache import ItemLabelCache
 from consumers.sink.liked import LikedLabelsWriter
 from gorse_cdc.errors import GorsePermanentError, PermanentRecordError
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.gorse.client import chunks
+from gorse_cdc.gorse.models import Feedback
 from gorse_cdc.mapping import Mapper
 
 T = TypeVar("T")
@@ -78,7 +80,12 @@ class GorseSink:
         publisher: RefreshPublisher | None = None,
         retell_after_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        erasures: ErasureLog | None = None,
+        on_refused_events: Callable[[int], None] | None = None,
     ) -> None:
+        self.erasures = erasures
+        self._on_refused = on_refused_events
+        self.refused_events = 0  # events of erased users, never written
         self.publisher = publisher
         self.retell_after_s = retell_after_s
         self._clock = clock
@@ -115,6 +122,8 @@ class GorseSink:
         c, limit = self.client, self.concurrency
         # 1. entity deletes (Gorse also drops their feedback)
         refresh = await self._likers(dict.fromkeys(plan.delete_items))
+        if self.erasures is not None and plan.delete_users:
+            await self.erasures.record(plan.delete_users)  # before Gorse forgets them
         async with self.liked.locks.hold(plan.delete_users):  # no refresh may interleave
             await run_all(
                 [lambda u=u: _ignore_404(c.delete_user(u)) for u in plan.delete_users]
@@ -153,9 +162,11 @@ class GorseSink:
                 self._retell.update({i: (due, v, frozenset(told.get(i, ()))) for i, v in changed.items()})
         for item_id in plan.item_values:  # edited on another shard: read them fresh from Gorse
             self.cache.invalidate(item_id)
-        # 3. feedback (PUT: idempotent)
-        feedback = [*plan.put_feedback.values(), *plan.put_events.values()]  # distinct (type, user, item)
+        # 3. feedback (PUT: idempotent); events of erased users are refused
+        events = await self._events_allowed(list(plan.put_events.values()))
+        feedback = [*plan.put_feedback.values(), *events]  # distinct (type, user, item)
         await run_all([lambda b=b: c.put_feedback(b) for b in self._batches(feedback)], limit)  # type: ignore[misc]
+        await self._erase_again({f.user_id for f in events})
         # 4. stale types after a threshold crossing (read first for users with many), deleted ratings
         blind, checked = stale.split(plan.stale_feedback, plan.put_feedback, datetime.now(UTC))
         found: list[stale.StaleKey] = []
@@ -176,6 +187,40 @@ class GorseSink:
         await self._write_users(sorted(plan.liked_users), plan)
         await self._refresh_likers(refresh, plan)
         self._owed.difference_update(plan.upsert_items)  # every refresh is written or published
+
+    async def _events_allowed(self, events: list[Feedback]) -> list[Feedback]:
+        """The events whose user is not in the erasure log (see consumers.sink.erasures)."""
+        if self.erasures is None or not events:
+            return events
+        erased = await self.erasures.erased({f.user_id for f in events})
+        if not erased:
+            return events
+        allowed = [f for f in events if f.user_id not in erased]
+        refused = len(events) - len(allowed)
+        self.refused_events += refused
+        if self._on_refused is not None:
+            self._on_refused(refused)
+        log.warning(  # no ids: they are an erased person's
+            "refused %d events of %d erased users (never written, not dead-lettered)",
+            refused,
+            len(erased),
+            extra={"event": "events_of_erased_users"},
+        )
+        return allowed
+
+    async def _erase_again(self, users: set[str]) -> None:
+        """A user logged as erased while their events were written is deleted again."""
+        if self.erasures is None or not users:
+            return
+        late = sorted(await self.erasures.erased(users))
+        if late:
+            deletes = [lambda u=u: _ignore_404(self.client.delete_user(u)) for u in late]
+            await run_all(deletes, self.concurrency)
+            log.warning(
+                "deleted %d users again: erased while their events were written",
+                len(late),
+                extra={"event": "erased_again"},
+            )
 
     def shards_taken(self) -> None:
         """This worker now writes other users: forget what may be older than what their
