@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 from bench_freshness import (
     _applied,
+    cancelled_by_sigterm,
     child_env,
     cleanup,
     cli,
@@ -163,4 +164,7 @@ if __name__ == "__main__":
     p.add_argument("--give-up", type=float, default=600.0, help="stop verifying after this long")
     p.add_argument("--png", default="")
     p.add_argument("--logs", type=Path, default=Path("/tmp"))
-    asyncio.run(main(p.parse_args()))
+    try:
+        asyncio.run(cancelled_by_sigterm(main(p.parse_args())))
+    except asyncio.CancelledError:
+        sys.exit("stopped by SIGTERM: the DMS is stopped, the slot and the stream dropped")

@@ -26,9 +26,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -246,6 +248,15 @@ def spawn(argv: list[str], env: dict[str, str], log: Path, capture: bool = False
         )
 
 
+async def cancelled_by_sigterm(coro: Coroutine[Any, Any, None]) -> None:
+    """SIGTERM (a killed bench) cancels the bench like Ctrl-C does, so its finally stops the DMS
+    and drops the replication slot and the stream (a slot left behind keeps the source's WAL)."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    await coro
+
+
 def cleanup(s: Settings) -> None:
     """Drop the bench's replication slot (a slot left behind keeps WAL forever) and stream."""
     drop_slot(s.source_dsn, s.source.slot_name)
@@ -317,4 +328,7 @@ if __name__ == "__main__":
         "--mix", default="", help="the activity's mix (gorse-cdc data activity --mix); default: all kinds"
     )
     p.add_argument("--logs", type=Path, default=Path("/tmp"), help="where dms.log and activity.log go")
-    asyncio.run(main(p.parse_args()))
+    try:
+        asyncio.run(cancelled_by_sigterm(main(p.parse_args())))
+    except asyncio.CancelledError:
+        sys.exit("stopped by SIGTERM: the DMS is stopped, the slot and the stream dropped")
