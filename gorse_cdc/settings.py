@@ -73,6 +73,13 @@ class GorseSettings(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(16, ge=1)
     verify_tls: bool = True
+    feedback_writers: int | None = Field(
+        None,
+        ge=1,
+        description="feedback PUTs in flight at once per process (None: unbounded). Set 1 with a "
+        "PostgreSQL or MySQL Gorse store: Gorse 0.5.11 inserts a batch's users and items in Go map "
+        "order, so concurrent batches deadlock (40P01) and retry for minutes",
+    )
 
 
 class AwsSettings(BaseModel):

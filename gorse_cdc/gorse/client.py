@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -76,8 +77,11 @@ class GorseClient:
         max_connections: int = 16,
         verify_tls: bool = True,
         observe_latency: LatencyObserver | None = None,
+        feedback_writers: int | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
+        # feedback PUTs in flight at once (None: as many as callers); see GorseSettings
+        self._feedback_writers = asyncio.Semaphore(feedback_writers) if feedback_writers else None
         self._api_key = api_key
         self.batch_size = batch_size
         # sock_connect, not connect: waiting for a pooled connection is back-pressure, not an
@@ -102,6 +106,7 @@ class GorseClient:
             connect_timeout_s=g.connect_timeout_s,
             max_connections=g.max_connections,
             verify_tls=g.verify_tls,
+            feedback_writers=g.feedback_writers,
             **kwargs,
         )
 
@@ -182,7 +187,11 @@ class GorseClient:
 
     async def put_feedback(self, feedback: Sequence[Feedback]) -> int:
         """Overwrite feedback rows (idempotent). Never POST: see the module docstring."""
-        return await self._chunked("PUT", "/api/feedback", [f.to_json() for f in feedback])
+        rows = [f.to_json() for f in feedback]
+        if self._feedback_writers is None:
+            return await self._chunked("PUT", "/api/feedback", rows)
+        async with self._feedback_writers:
+            return await self._chunked("PUT", "/api/feedback", rows)
 
     async def patch_user(self, user_id: str, *, labels: Any = None, comment: str | None = None) -> None:
         body = {"Labels": labels, "Comment": comment}

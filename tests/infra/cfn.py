@@ -7,6 +7,7 @@ moto's in-process CloudFormation. No AWS account, no network, no Docker engine.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 from collections.abc import Iterator
@@ -39,6 +40,12 @@ CONSUMER_DYNAMODB_ACTIONS = {
     "dynamodb:CreateTable",
 }
 CONSUMER_KMS_ACTIONS = {"kms:Decrypt", "kms:GenerateDataKey"}
+# What the consumers call on the erasure log (consumers/sink/erasures.py): they never delete
+# from it, and CloudFormation creates it (data-plane.yaml ErasuresTable).
+ERASURE_LOG_ACTIONS = {"dynamodb:DescribeTable", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
+ERASURES_TABLE_ARN = (
+    "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${ErasuresTableName}"
+)
 DATA_SERVICES = ("kinesis", "dynamodb", "s3", "sqs", "secretsmanager", "kms")
 
 
@@ -139,3 +146,35 @@ def settings_env_names() -> set[str]:
         else:
             names.add(f"GORSE_CDC_{field}".upper())
     return names
+
+
+def covers(pattern: str, value: str) -> bool:
+    """Whether an IAM Action or Resource pattern (``*`` and ``?`` wildcards, case-insensitive
+    for actions) matches a value; both are template text, ``${Name}`` placeholders included."""
+    return fnmatch.fnmatchcase(value.lower(), pattern.lower())
+
+
+def actions_on(role: dict[str, Any], resource: str) -> set[str]:
+    """Every Allow action (as written, wildcards kept) whose Resource pattern covers ``resource``."""
+    out: set[str] = set()
+    for stmt in role_statements(role):
+        if stmt.get("Effect") != "Allow":
+            continue
+        assert "NotAction" not in stmt and "NotResource" not in stmt, stmt
+        resources = [text(r) for r in as_list(stmt["Resource"]) for r in branches(r)]
+        if any(covers(r, resource) for r in resources):
+            out |= {str(a) for a in as_list(stmt["Action"])}
+    return out
+
+
+def task_containers(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(task definition id, task definition, container) of every container in a template."""
+    for logical_id, res in template["Resources"].items():
+        if res["Type"] == "AWS::ECS::TaskDefinition":
+            for container in res["Properties"]["ContainerDefinitions"]:
+                yield logical_id, res, container
+
+
+def environment(container: dict[str, Any]) -> dict[str, Any]:
+    """Name -> Value of a container's environment over every Fn::If branch."""
+    return {e["Name"]: e["Value"] for x in container.get("Environment", []) for e in branches(x)}

@@ -178,6 +178,9 @@ def test_data_plane_deploys_into_moto(dead_letter_kind: str, monkeypatch: pytest
             desc = ddb.describe_table(TableName=table)["Table"]
             assert desc["KeySchema"] == [{"AttributeName": "leaseKey", "KeyType": "HASH"}]
         assert outputs["LeaseTableName"] == "gorse-cdc-leases"
+        erasures = ddb.describe_table(TableName="gorse-cdc-erasures")["Table"]
+        assert erasures["KeySchema"] == [{"AttributeName": "user_hash", "KeyType": "HASH"}]
+        assert outputs["ErasuresTableName"] == "gorse-cdc-erasures"
 
         s3 = boto3.client("s3", region_name="us-east-1")
         buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
