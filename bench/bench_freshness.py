@@ -201,6 +201,7 @@ async def main(args: argparse.Namespace) -> None:
             while await dms_put(dms_port) == base_put:  # noqa: ASYNC110 (another process)
                 await asyncio.sleep(0.1)  # the activity read its world: the probe user is not in it
             probing = asyncio.create_task(probe_loop(s, g, run, t0, probing_stop, args.probe_every))
+            calls_before, calls_t0 = gorse_calls(metrics), time.monotonic()
             last_t, last_n, last_p = time.monotonic(), _applied(metrics), await dms_put(dms_port)
             while activity.poll() is None:
                 await asyncio.sleep(1.0)
@@ -210,6 +211,7 @@ async def main(args: argparse.Namespace) -> None:
                 run.put.append((now - t0, (p - last_p) / dt))
                 last_t, last_n, last_p = now, n, p
             out = activity.stdout.read() if activity.stdout else ""
+            print_gorse_time(calls_before, gorse_calls(metrics), time.monotonic() - calls_t0)
             probing_stop.set()
             await probing
         finally:
@@ -277,6 +279,32 @@ def _activity_summary(out: str) -> tuple[int, float]:
         print(f"activity printed no summary: {out[-300:]!r}")
         return 0, 0.0
     return int(m.group(1)), float(m.group(2))
+
+
+def gorse_calls(metrics: Metrics) -> dict[str, tuple[float, float]]:
+    """call ("DELETE /api/user/{id}") -> (requests, seconds) so far, from the consumer's histogram."""
+    out: dict[str, list[float]] = {}
+    for m in metrics.gorse_latency.collect():
+        for smp in m.samples:
+            if smp.name.endswith("_count") or smp.name.endswith("_sum"):
+                out.setdefault(smp.labels["call"], [0.0, 0.0])[smp.name.endswith("_sum")] = smp.value
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def print_gorse_time(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], secs: float
+) -> None:
+    """Where the consumer's Gorse time went during the activity (the calls' summed latency)."""
+    rows = []
+    for call, (n, t) in after.items():
+        n0, t0 = before.get(call, (0.0, 0.0))
+        if n > n0:
+            rows.append((t - t0, n - n0, call))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows)
+    print(f"Gorse time of the consumer during the activity: {total:,.1f} s of calls in {secs:.0f} s")
+    for t, n, call in rows[:8]:
+        print(f"  {call:<42} {n:>8,.0f} calls {t:>7.1f} s  ({1000 * t / n:.1f} ms each)")
 
 
 def _applied(metrics: Metrics) -> float:

@@ -27,8 +27,8 @@ class Metrics:
         )
         self.gorse_latency = Histogram(
             f"{PREFIX}_gorse_request_seconds",
-            "Gorse request latency",
-            ["method"],
+            "Gorse request latency, per call (method and route template)",
+            ["call"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
@@ -81,8 +81,8 @@ class Metrics:
             registry=r,
         )
 
-    def observe_gorse(self, method: str, seconds: float) -> None:
-        self.gorse_latency.labels(method).observe(seconds)
+    def observe_gorse(self, call: str, seconds: float) -> None:
+        self.gorse_latency.labels(call).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

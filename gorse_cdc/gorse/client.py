@@ -29,7 +29,37 @@ from gorse_cdc.retry import ErrorClass, status_class
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LatencyObserver = Callable[[str, float], None]
+LatencyObserver = Callable[[str, float], None]  # (call: "DELETE /api/user/{id}", seconds)
+
+# the literal segments of the Gorse routes this client calls; any other segment is an id
+_ROUTE_WORDS = frozenset(
+    [
+        "api",
+        "user",
+        "users",
+        "item",
+        "items",
+        "feedback",
+        "health",
+        "ready",
+        "recommend",
+        "session",
+        "neighbors",
+        "latest",
+        "popular",
+        "non-personalized",
+        "dashboard",
+        "bulk",
+        "like",
+        "unlike",
+    ]
+)
+
+
+def route_of(path: str) -> str:
+    """The route template of a request path (bounded, for metrics): ids become ``{id}``."""
+    parts = path.split("?", 1)[0].split("/")
+    return "/".join(p if p in _ROUTE_WORDS or not p else "{id}" for p in parts)
 
 
 def _seg(kind: str, value: str) -> str:
@@ -157,7 +187,7 @@ class GorseClient:
             raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
         finally:
             if self._observe is not None:
-                self._observe(method, time.perf_counter() - started)
+                self._observe(f"{method} {route_of(path)}", time.perf_counter() - started)
         if status >= 400:
             message = payload.decode("utf-8", "replace").strip()[:500]
             raise status_error(method, path, status, message, retry_after)
