@@ -44,6 +44,11 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
             registry=r,
         )
+        self.gorse_limit = Gauge(
+            f"{PREFIX}_gorse_concurrency_limit",
+            "requests to Gorse allowed in flight now (adaptive: falls when Gorse answers slowly)",
+            registry=r,
+        )
         self.events_refused_erased = Counter(
             f"{PREFIX}_events_refused_erased",
             "engagement events of erased (deleted) users, refused and never written",

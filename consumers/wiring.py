@@ -61,6 +61,10 @@ async def open_clients(stack: contextlib.AsyncExitStack, settings: Settings, met
     gorse = await stack.enter_async_context(
         GorseClient.from_settings(settings, observe_latency=metrics.observe_gorse)
     )
+    limit = gorse.limit
+    metrics.gorse_limit.set_function(
+        lambda: limit.limit if limit is not None else settings.gorse.max_connections
+    )
     return Clients(
         await client("kinesis"), await client("dynamodb"), await client("s3"), await client("sqs"), gorse
     )

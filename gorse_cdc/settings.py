@@ -73,6 +73,12 @@ class GorseSettings(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(16, ge=1)
     verify_tls: bool = True
+    adaptive_concurrency: bool = Field(
+        True,
+        description="requests in flight to Gorse adapt to its answers: +1/limit per answer within "
+        "slow_call_s, halved on a slower answer, a 5xx or a timeout (gorse_cdc.gorse.limiter)",
+    )
+    slow_call_s: float = Field(1.0, gt=0, description="an answer slower than this halves the limit")
     feedback_writers: int | None = Field(
         None,
         ge=1,

@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 
 from gorse_cdc.errors import GorseFatalError, GorsePermanentError, GorseRequestError, GorseRetriableError
+from gorse_cdc.gorse.limiter import AdaptiveLimit
 from gorse_cdc.gorse.models import Feedback, Item, User, validate_id
 from gorse_cdc.retry import ErrorClass, status_class
 
@@ -108,7 +109,11 @@ class GorseClient:
         verify_tls: bool = True,
         observe_latency: LatencyObserver | None = None,
         feedback_writers: int | None = None,
+        adaptive: bool = False,
+        slow_call_s: float = 1.0,
     ) -> None:
+        # requests in flight adapt to Gorse's answers (gorse_cdc.gorse.limiter); None: fixed
+        self.limit = AdaptiveLimit(max_connections, slow_s=slow_call_s) if adaptive else None
         self._base = base_url.rstrip("/")
         # feedback PUTs in flight at once (None: as many as callers); see GorseSettings
         self._feedback_writers = asyncio.Semaphore(feedback_writers) if feedback_writers else None
@@ -137,6 +142,8 @@ class GorseClient:
             max_connections=g.max_connections,
             verify_tls=g.verify_tls,
             feedback_writers=g.feedback_writers,
+            adaptive=g.adaptive_concurrency,
+            slow_call_s=g.slow_call_s,
             **kwargs,
         )
 
@@ -177,15 +184,20 @@ class GorseClient:
     ) -> Any:
         session = self._ensure_session()
         data = orjson.dumps(body) if body is not None else None
-        started = time.perf_counter()
+        if self.limit is not None:
+            await self.limit.acquire()  # waits here, where no timeout runs, not inside Gorse
+        started, failed = time.perf_counter(), True
         try:
             async with session.request(method, self._base + path, data=data, params=params) as resp:
                 payload = await resp.read()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
+            failed = status >= 500 or status == 429
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
         finally:
+            if self.limit is not None:
+                self.limit.release(time.perf_counter() - started, failed=failed)
             if self._observe is not None:
                 self._observe(f"{method} {route_of(path)}", time.perf_counter() - started)
         if status >= 400:
