@@ -197,20 +197,11 @@ def gateway(
         gw.stop()
 
 
-def events_consumer(gw: Gateway, log: Path) -> subprocess.Popen[bytes]:
-    """A real `gorse-cdc consume` on the gateway's events stream (the same engine as DMS)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "entrypoints.cli",
-        "--json-logs",
-        "consume",
-        "--stream",
-        gw.env["GORSE_CDC_GATEWAY__EVENTS_STREAM"],
-        "--lease-table",
-        f"{gw.env['GORSE_CDC_GATEWAY__EVENTS_STREAM']}-leases",
-        "--metrics-port",
-        "0",
-    ]
+def events_consumer(gw: Gateway, log: Path, stream: str | None = None) -> subprocess.Popen[bytes]:
+    """A real `gorse-cdc consume` on the gateway's events stream (the same engine as DMS), or
+    on ``stream`` with its own lease table."""
+    stream = stream or gw.env["GORSE_CDC_GATEWAY__EVENTS_STREAM"]
+    argv = [sys.executable, "-m", "entrypoints.cli", "--json-logs", "consume", "--stream", stream]
+    argv += ["--lease-table", f"{stream}-leases", "--metrics-port", "0"]
     env = {**gw.env, "GORSE_CDC_CONSUMER__IDLE_PAUSE_MS": "100", "GORSE_CDC_LEASES__FAILOVER_MS": "3000"}
     return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))

@@ -8,7 +8,6 @@ import asyncio
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -35,13 +34,6 @@ def dms_delete_user(user_id: int) -> bytes:
     return encode_record(rec)
 
 
-def dms_consumer(gw: Gateway, stream: str, log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "entrypoints.cli", "--json-logs", "consume", "--stream", stream]
-    argv += ["--lease-table", f"{stream}-leases", "--metrics-port", "0"]
-    env = {**gw.env, "GORSE_CDC_CONSUMER__IDLE_PAUSE_MS": "100", "GORSE_CDC_LEASES__FAILOVER_MS": "3000"}
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -58,7 +50,7 @@ async def test_plays_posted_around_an_erasure_never_bring_the_user_back(
     dms_stream = f"gw-dms-{uuid.uuid4().hex[:8]}"
     ensure_stream(settings, dms_stream, 1)
     events_log, dms_log = tmp_path / "events-consumer.log", tmp_path / "dms-consumer.log"
-    events, dms = events_consumer(gateway, events_log), dms_consumer(gateway, dms_stream, dms_log)
+    events, dms = events_consumer(gateway, events_log), events_consumer(gateway, dms_log, dms_stream)
     key = gateway.keys["ingest"]["key"]
     try:
         async with GorseClient.from_settings(settings) as gorse:
