@@ -184,9 +184,21 @@ class GorseSink:
             await self._drop_orphan_items({i for _, i in plan.delete_feedback})
         # 5. users: demographics + recomputed liked labels; users refreshed because of an item
         # (their own shard may be elsewhere) are only patched, never created
+        self._note_likes(plan)
         await self._write_users(sorted(plan.liked_users), plan)
         await self._refresh_likers(refresh, plan)
         self._owed.difference_update(plan.upsert_items)  # every refresh is written or published
+
+    def _note_likes(self, plan: WritePlan) -> None:
+        """Keep the remembered likes of this worker's users as this plan left them in Gorse."""
+        like = self.mapper.liked_feedback_type
+        if like is None:
+            return
+        liked = [pair for pair, f in plan.put_feedback.items() if f.feedback_type == like]
+        unliked = [pair for pair, f in plan.put_feedback.items() if f.feedback_type != like]
+        unliked += plan.delete_feedback
+        unliked += [(u, i) for t, u, i in plan.stale_feedback if t == like]
+        self.liked.changed(liked, unliked, plan.delete_items)
 
     async def _events_allowed(self, events: list[Feedback]) -> list[Feedback]:
         """The events whose user is not in the erasure log (see consumers.sink.erasures)."""

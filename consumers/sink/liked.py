@@ -60,7 +60,12 @@ class LikedLabelsWriter:
     their demographic labels are remembered (bounded LRU) instead of read back from Gorse.
     ``forget`` must be called whenever the set of held shards changes. Entries expire after
     ``ttl_s``, so a repair written by another writer (the reconcile, a re-drive, a replay) is
-    read back within that time instead of being overwritten with remembered demographics."""
+    read back within that time instead of being overwritten with remembered demographics.
+
+    ``likes_cache``: for the same reason the items such a user likes are remembered once read
+    (bounded LRU, same TTL) and kept current from the plans this worker writes (``changed``),
+    so recomputing their labels reads nothing from Gorse but the items' values. Before, one
+    GET of the user's likes per user per batch was 40 % of the consumer's Gorse time."""
 
     def __init__(
         self,
@@ -71,7 +76,12 @@ class LikedLabelsWriter:
         demographics_cache: int = 50_000,
         ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        likes_cache: int = 10_000,
     ) -> None:
+        self._likes: OrderedDict[str, tuple[set[str], float]] = OrderedDict()
+        self._likes_max = likes_cache
+        self.likes_read = 0  # GETs of a user's likes (the others came from memory)
+        self.likes_remembered = 0
         self._client = client
         self._mapper = mapper
         self._cache = cache
@@ -85,8 +95,48 @@ class LikedLabelsWriter:
     def forget(self, user_id: str | None = None) -> None:
         if user_id is None:
             self._demo.clear()
+            self._likes.clear()
         else:
             self._demo.pop(user_id, None)
+            self._likes.pop(user_id, None)
+
+    def changed(
+        self,
+        liked: Iterable[tuple[str, str]],
+        unliked: Iterable[tuple[str, str]],
+        deleted_items: Iterable[str] = (),
+    ) -> None:
+        """What a plan wrote (before its users are written): (user, item) pairs now liked, and
+        pairs no longer liked (another type put, the rating deleted); deleted items (Gorse
+        dropped their feedback). Only remembered users change; idempotent (a retried plan)."""
+        for user, item in liked:
+            if (hit := self._likes.get(user)) is not None:
+                hit[0].add(item)
+        for user, item in unliked:
+            if (hit := self._likes.get(user)) is not None:
+                hit[0].discard(item)
+        gone = set(deleted_items)
+        if gone:
+            for items, _ in self._likes.values():
+                items.difference_update(gone)
+
+    async def _liked_items(self, user_id: str, own: bool) -> set[str]:
+        if own and (hit := self._likes.get(user_id)) is not None:
+            if self._clock() - hit[1] <= self._ttl:
+                self.likes_remembered += 1
+                self._likes.move_to_end(user_id)
+                return hit[0]
+            del self._likes[user_id]
+        ftype = self._mapper.liked_feedback_type
+        async with self._sem:
+            feedback = await self._client.user_feedback(user_id, ftype)
+        self.likes_read += 1
+        items = {f.item_id for f in feedback}
+        if own:
+            self._likes[user_id] = (items, self._clock())
+            while len(self._likes) > self._likes_max:
+                self._likes.popitem(last=False)
+        return items
 
     def _remember(self, user: User) -> None:
         self._demo[user.user_id] = (user, self._clock())
@@ -94,13 +144,10 @@ class LikedLabelsWriter:
         while len(self._demo) > self._demo_max:
             self._demo.popitem(last=False)
 
-    async def _liked(self, user_id: str) -> list[str]:
-        ftype = self._mapper.liked_feedback_type
-        if ftype is None:
+    async def _liked(self, user_id: str, own: bool) -> list[str]:
+        if self._mapper.liked_feedback_type is None:
             return []
-        async with self._sem:
-            feedback = await self._client.user_feedback(user_id, ftype)
-        values = await self._cache.values(f.item_id for f in feedback)
+        values = await self._cache.values(sorted(await self._liked_items(user_id, own)))
         return sorted({v for vs in values.values() if vs is not None for v in vs})
 
     def _remembered(self, user_id: str) -> User | None:
@@ -121,7 +168,7 @@ class LikedLabelsWriter:
             return None
         if own:
             self._remember(user)
-        return self._mapper.with_liked(user, await self._liked(user_id))
+        return self._mapper.with_liked(user, await self._liked(user_id, own))
 
     async def write(
         self, user_ids: Iterable[str], demographics: Mapping[str, User], *, patch_only: bool = False

@@ -1,0 +1,128 @@
+"""Remembered likes (consumers.sink.liked): a worker's users' liked items are read from Gorse
+once, then kept current from the plans it writes. Random plans against a fake Gorse that keeps
+its feedback: the labels written always equal those computed from the fake's truth, with far
+fewer reads of users' likes. Logic only (the real Gorse: the consumer integration tests)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from consumers.coalesce import WritePlan
+from consumers.sink.gorse_sink import GorseSink
+from consumers.wiring import build_mapper
+from gorse_cdc.gorse.models import Feedback, Item, User
+from gorse_cdc.settings import Settings
+from tests.unit.consumers.test_gorse_sink_phases import RecordingGorse
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
+
+
+class StoringGorse(RecordingGorse):
+    """Keeps feedback as Gorse does: keyed by (type, user, item)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feedback: set[tuple[str, str, str]] = set()
+        self.like_reads = 0
+
+    async def put_feedback(self, rows: Any) -> None:
+        for f in rows:
+            self.feedback.add((f.feedback_type, f.user_id, f.item_id))
+
+    async def delete_feedback(self, user_id: str, item_id: str, ftype: str | None = None) -> None:
+        self.feedback = {
+            k for k in self.feedback if not (k[1:] == (user_id, item_id) and ftype in (None, k[0]))
+        }
+
+    async def delete_item(self, item_id: str) -> None:
+        self.items.pop(item_id, None)
+        self.feedback = {k for k in self.feedback if k[2] != item_id}
+
+    async def user_feedback(self, user_id: str, ftype: str | None = None) -> list[Feedback]:
+        if ftype == "like":
+            self.like_reads += 1
+        return [Feedback(t, u, i) for t, u, i in self.feedback if u == user_id and ftype in (None, t)]
+
+    async def item_feedback(self, item_id: str, ftype: str | None = None) -> list[Feedback]:
+        return [Feedback(t, u, i) for t, u, i in self.feedback if i == item_id and ftype in (None, t)]
+
+    async def upsert_users(self, users: Any) -> None:
+        for u in users:
+            self.written_users[u.user_id] = u
+            self.users[u.user_id] = u
+
+
+def one_plan(rng: random.Random, g: StoringGorse, users: list[str], items: list[str]) -> WritePlan:
+    plan = WritePlan()
+    for _ in range(rng.randint(1, 12)):
+        u, i = rng.choice(users), rng.choice(items)
+        if (u, i) in plan.put_feedback or (u, i) in plan.delete_feedback:
+            continue
+        kind = rng.random()
+        if kind < 0.75:
+            t = "like" if rng.random() < 0.6 else "unlike"
+            plan.put_feedback[(u, i)] = Feedback(t, u, i, 5.0 if t == "like" else 2.0)
+            other = "unlike" if t == "like" else "like"
+            if (other, u, i) in g.feedback:
+                plan.stale_feedback.append((other, u, i))
+        else:
+            plan.delete_feedback.append((u, i))
+        plan.liked_users.add(u)
+    back = [i for i in items if i not in g.items and i not in {k[1] for k in plan.put_feedback}]
+    if back and rng.random() < 0.3:  # a deleted movie re-created with the same id, no likes
+        i = rng.choice(back)
+        plan.upsert_items[i] = Item(i, {"genres": rng.sample(GENRES, 2)}, comment=f"Movie {i}")
+    if rng.random() < 0.05:
+        gone = rng.choice(items)
+        if gone in g.items:
+            plan.delete_items.append(gone)
+            plan.put_feedback = {k: v for k, v in plan.put_feedback.items() if k[1] != gone}
+            plan.stale_feedback = [k for k in plan.stale_feedback if k[2] != gone]
+            plan.delete_feedback = [k for k in plan.delete_feedback if k[1] != gone]
+    return plan
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_labels_from_remembered_likes_always_equal_gorses_truth(seed: int) -> None:
+    rng = random.Random(seed)
+    g = StoringGorse()
+    mapper = build_mapper(Settings())
+    items = [f"m{n}" for n in range(30)]
+    users = [f"u{n}" for n in range(8)]
+    for i in items:
+        g.items[i] = Item(i, {"genres": rng.sample(GENRES, 2)}, comment=f"Movie {i}")
+    for u in users:
+        g.users[u] = User(u, {"age": 30})
+    sink = GorseSink(g, mapper, concurrency=4)  # type: ignore[arg-type]
+    writes = 0
+    for _ in range(150):
+        plan = one_plan(rng, g, users, items)
+        await sink.write(plan)
+        for u in plan.liked_users:
+            liked = {i for t, uu, i in g.feedback if uu == u and t == "like" and i in g.items}
+            labels = sorted({v for i in liked for v in mapper.item_label_values(g.items[i].labels)})
+            expected = mapper.with_liked(g.users[u], labels)
+            assert g.written_users[u].labels == expected.labels, (u, liked)
+            writes += 1
+    # once per user, plus the likers of deleted items, refreshed as other workers' users; the
+    # old path read once per user per plan (~900 here)
+    assert g.like_reads <= 3 * len(users)
+    assert writes > 10 * len(users)
+    assert sink.liked.likes_remembered > sink.liked.likes_read
+
+
+async def test_a_worker_that_takes_new_shards_reads_likes_again() -> None:
+    g = StoringGorse()
+    g.items["m1"] = Item("m1", {"genres": ["Drama"]}, comment="M")
+    g.users["u1"] = User("u1", {"age": 30})
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
+    plan = WritePlan(put_feedback={("u1", "m1"): Feedback("like", "u1", "m1", 5.0)}, liked_users={"u1"})
+    await sink.write(plan)
+    g.feedback.clear()  # another writer (the shard's previous owner, a replay) changed Gorse
+    sink.shards_taken()
+    await sink.write(WritePlan(liked_users={"u1"}))
+    assert g.like_reads == 2
+    assert "Drama" not in str(g.written_users["u1"].labels)
