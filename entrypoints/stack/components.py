@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,11 @@ class Stack:
         cache.mkdir(parents=True, exist_ok=True)
         data_store, cache_store = self._gorse_stores()
         key = self.settings.gorse.api_key.get_secret_value()
+        if self.procs.pid("gorse") is None:  # a Gorse just stopped may still hold its ports
+            ports = (st.port("gorse_http"), st.port("gorse_grpc"))
+            deadline = time.monotonic() + 10
+            while any(tcp_open(self.host, p) for p in ports) and time.monotonic() < deadline:
+                time.sleep(0.1)
         self.procs.start(
             ProcessSpec(
                 "gorse",

@@ -109,9 +109,13 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    try:  # a zombie child of ours counts as gone
+    try:  # a zombie child of ours counts as gone, once its last thread is gone too
         state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-        return state != "Z"
+        if state != "Z":
+            return True
+        # a leader shows Z while the process's other threads still exit and hold its sockets:
+        # a Gorse restarted at that moment failed with "bind: address already in use"
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except (FileNotFoundError, IndexError):
         return False
 
