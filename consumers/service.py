@@ -202,6 +202,7 @@ class Consumer:
             batch_limit=self._batch_limit,
             metrics=self.metrics,
             may_write=functools.partial(self.coordinator.may_write, lease.lease_key),
+            read_ahead=self.settings.consumer.read_ahead,
         )
         task = asyncio.create_task(worker.run(), name=f"shard-{lease.lease_key}")
         task.add_done_callback(lambda _: self._wake.set())

@@ -7,7 +7,9 @@
 
 One batch at a time: read -> apply (decode, map, coalesce, write, dead-letter) -> checkpoint
 its last sequence number -> pause (PollPacer). A checkpoint therefore never passes a record
-that is not applied or dead-lettered.
+that is not applied or dead-lettered. While a shard is behind (a full batch, or the stream says
+so), the next batch is read during the apply (``read_ahead``): reading and parsing then overlap
+Gorse's answers; a read holds nothing, so one cut short by a stop is simply dropped.
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ class ShardWorker:
         batch_limit: Callable[[], int],
         metrics: Metrics | None = None,
         may_write: Callable[[], bool] = lambda: True,
+        read_ahead: bool = True,
     ) -> None:
+        self.read_ahead = read_ahead
+        self.read_ahead_batches = 0
         self.shard_id = source.shard_id
         self.may_write = may_write  # the lease's write deadline (consumers.leases.coordinator)
         self.source = source
@@ -101,11 +106,13 @@ class ShardWorker:
         return self._abort
 
     # ---- the loop ------------------------------------------------------------------------------
-    async def _read(self, limit: int) -> RecordBatch | None:
-        """The next batch, or None when a shutdown came first (a read holds nothing)."""
-        read = asyncio.ensure_future(self.source.next_batch(limit))
-        stop = asyncio.ensure_future(self._shutdown.wait())
-        done, _ = await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+    async def _read(self, limit: int, ahead: asyncio.Future[RecordBatch] | None) -> RecordBatch | None:
+        """The next batch (``ahead``: already being read), or None when a shutdown came first
+        (a read holds nothing)."""
+        read = ahead if ahead is not None else asyncio.ensure_future(self.source.next_batch(limit))
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._shutdown.wait())
+        waiting: set[asyncio.Future[Any]] = {read, stop}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if read in done:
             stop.cancel()
             return read.result()
@@ -138,37 +145,52 @@ class ShardWorker:
             self._to(ShardState.LEASE_LOST if self._lost else ShardState.SHUT_DOWN, ShardState.PROCESSING)
         return self.state
 
+    def _behind(self, batch: RecordBatch, limit: int) -> bool:
+        ended = batch.shard_ended or batch.stop_point
+        return not ended and (len(batch.records) >= limit or (batch.millis_behind_latest or 0) > 0)
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        while not self._shutdown.is_set():
-            started = loop.time()
-            limit = self.batch_limit()
-            batch = await self._read(limit)
-            if batch is None:
-                return
-            if batch.records:
-                if self._should_stop():
+        ahead: asyncio.Future[RecordBatch] | None = None
+        try:
+            while not self._shutdown.is_set():
+                started = loop.time()
+                limit = self.batch_limit()
+                batch, ahead = await self._read(limit, ahead), None
+                if batch is None:
                     return
-                applying = asyncio.ensure_future(self.applier.apply(batch.records, self._should_stop))
-                self._applying, self.applying_since = applying, loop.time()
-                try:
-                    await applying
-                except asyncio.CancelledError:
-                    if not self._abort:
-                        raise  # the worker itself is cancelled
+                if batch.records:
+                    if self._should_stop():
+                        return
+                    if self.read_ahead and self._behind(batch, limit):
+                        ahead = asyncio.ensure_future(self.source.next_batch(limit))
+                        self.read_ahead_batches += 1
+                    applying = asyncio.ensure_future(self.applier.apply(batch.records, self._should_stop))
+                    self._applying, self.applying_since = applying, loop.time()
+                    try:
+                        await applying
+                    except asyncio.CancelledError:
+                        if not self._abort:
+                            raise  # the worker itself is cancelled
+                        return
+                    finally:
+                        self._applying = self.applying_since = None
+                    if self._abort:
+                        return
+                    last = batch.records[-1].sequence_number
+                    await self.checkpoints.checkpoint(self.shard_id, last)
+                    self.metrics.checkpoints.labels(self.shard_id).inc()
+                    self.last_checkpoint = last
+                if batch.shard_ended or batch.stop_point:
+                    reason = EndReason.STOP_POINT if batch.stop_point else EndReason.CLOSED
+                    await self.checkpoints.shard_ended(self.shard_id, batch.child_shard_ids, reason)
+                    self._to(ShardState.SHARD_ENDED, ShardState.PROCESSING)
                     return
-                finally:
-                    self._applying = self.applying_since = None
-                if self._abort:
-                    return
-                last = batch.records[-1].sequence_number
-                await self.checkpoints.checkpoint(self.shard_id, last)
-                self.metrics.checkpoints.labels(self.shard_id).inc()
-                self.last_checkpoint = last
-            if batch.shard_ended or batch.stop_point:
-                reason = EndReason.STOP_POINT if batch.stop_point else EndReason.CLOSED
-                await self.checkpoints.shard_ended(self.shard_id, batch.child_shard_ids, reason)
-                self._to(ShardState.SHARD_ENDED, ShardState.PROCESSING)
-                return
-            pause = self.pacer.next_pause(len(batch.records), limit, batch.millis_behind_latest)
-            await self._pause(pause - (loop.time() - started))
+                if ahead is None:
+                    pause = self.pacer.next_pause(len(batch.records), limit, batch.millis_behind_latest)
+                    await self._pause(pause - (loop.time() - started))
+        finally:
+            if ahead is not None:  # a read cut short by a stop holds nothing: drop it
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead

@@ -134,7 +134,13 @@ class ConsumerSettings(BaseModel):
     worker_id: str | None = None
     max_records_per_call: int = Field(10_000, ge=1, le=10_000)
     idle_pause_ms: int = Field(1000, ge=0)
-    max_in_flight_records: int = Field(20_000, ge=1, description="bounds memory per worker")
+    max_in_flight_records: int = Field(
+        20_000,
+        ge=1,
+        description="bounds memory per worker: a shard's batch holds at most its share; with read_ahead "
+        "a shard that is behind holds two (the one applying and the next)",
+    )
+    read_ahead: bool = Field(True, description="a shard that is behind reads its next batch during the apply")
     gorse_concurrency: int = Field(8, ge=1)
     metrics_port: int = 9108
     enhanced_fan_out: bool = Field(False, description="SubscribeToShard instead of GetRecords")

@@ -150,3 +150,67 @@ async def test_a_worker_checks_its_write_deadline_before_each_attempt() -> None:
     assert await w.run() is ShardState.LEASE_LOST
     assert [r.data for r in applier.applied] == [b"1", b"2"]
     assert len(cps.calls) == 1
+
+
+class SlowApplier(RecordingApplier):
+    """Notes how many reads the stream had seen when each apply finished."""
+
+    def __init__(self, stream: InMemoryStream) -> None:
+        super().__init__()
+        self.stream = stream
+        self.reads_at_end: list[int] = []
+
+    async def apply(self, records, should_stop):  # type: ignore[no-untyped-def]
+        for _ in range(5):
+            await asyncio.sleep(0)  # the read ahead runs meanwhile
+        out = await super().apply(records, should_stop)
+        self.reads_at_end.append(self.stream.reads)
+        return out
+
+
+async def test_a_shard_behind_reads_its_next_batch_during_the_apply_in_order() -> None:
+    stream = InMemoryStream()
+    seqs = stream.put("shard-0000", *(str(i).encode() for i in range(7)))
+    stream.split("shard-0000")
+    applier, cps = SlowApplier(stream), RecordingCheckpoints()
+    w = worker(stream, applier, cps)
+    assert await w.run() is ShardState.SHARD_ENDED
+    assert applier.sequences("shard-0000") == seqs  # every record once, in order
+    assert [c[2] for c in cps.calls if c[0] == "checkpoint"] == [seqs[1], seqs[3], seqs[5], seqs[6]]
+    # while batch k applied, batch k+1 had been read already (reads = k + 2)
+    assert applier.reads_at_end[:3] == [2, 3, 4]
+    assert w.read_ahead_batches == 3
+
+
+async def test_without_read_ahead_one_read_per_apply() -> None:
+    stream = InMemoryStream()
+    stream.put("shard-0000", *(str(i).encode() for i in range(6)))
+    stream.split("shard-0000")
+    applier = SlowApplier(stream)
+    w = ShardWorker(
+        stream.source("shard-0000"),
+        applier,
+        RecordingCheckpoints(),
+        pacer=PollPacer(0.0, min_interval_s=0.0),
+        batch_limit=lambda: 2,
+        metrics=METRICS,
+        read_ahead=False,
+    )
+    await w.run()
+    assert applier.reads_at_end == [1, 2, 3]
+
+
+async def test_a_stop_during_the_apply_drops_the_batch_read_ahead() -> None:
+    stream = InMemoryStream()
+    seqs = stream.put("shard-0000", *(str(i).encode() for i in range(6)))
+    applier, cps = RecordingApplier(), RecordingCheckpoints()
+    applier.gate = asyncio.Event()
+    w = worker(stream, applier, cps)
+    task = asyncio.create_task(w.run())
+    while stream.reads < 2:  # noqa: ASYNC110 (the fake counts reads)
+        await asyncio.sleep(0)
+    w.request_shutdown()  # graceful: the batch applying is finished and checkpointed
+    applier.gate.set()
+    assert await task is ShardState.SHUT_DOWN
+    assert applier.sequences("shard-0000") == seqs[:2]  # the batch read ahead was not applied
+    assert cps.calls == [("checkpoint", "shard-0000", seqs[1])]
