@@ -106,6 +106,7 @@ def gorse_sink(
         retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired
         erasures=DynamoErasureLog(clients.dynamodb, c.erasures_table) if c.erasure_guard else None,
         on_refused_events=refused,
+        remember_likes=c.remember_likes,
     )
 
 

@@ -82,6 +82,7 @@ class GorseSink:
         clock: Callable[[], float] = time.monotonic,
         erasures: ErasureLog | None = None,
         on_refused_events: Callable[[int], None] | None = None,
+        remember_likes: bool = False,
     ) -> None:
         self.erasures = erasures
         self._on_refused = on_refused_events
@@ -97,7 +98,9 @@ class GorseSink:
         self.mapper = mapper
         self.concurrency = concurrency
         self.cache = cache if cache is not None else ItemLabelCache(client, mapper, concurrency=concurrency)
-        self.liked = LikedLabelsWriter(client, mapper, self.cache, concurrency, ttl_s=demographics_ttl_s)
+        self.liked = LikedLabelsWriter(
+            client, mapper, self.cache, concurrency, ttl_s=demographics_ttl_s, remember_likes=remember_likes
+        )
         self._batch = client.batch_size
         self._owed: set[str] = set()  # items whose likers' refresh a failed plan still owes
 

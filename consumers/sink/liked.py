@@ -62,10 +62,14 @@ class LikedLabelsWriter:
     ``ttl_s``, so a repair written by another writer (the reconcile, a re-drive, a replay) is
     read back within that time instead of being overwritten with remembered demographics.
 
-    ``likes_cache``: for the same reason the items such a user likes are remembered once read
-    (bounded LRU, same TTL) and kept current from the plans this worker writes (``changed``),
-    so recomputing their labels reads nothing from Gorse but the items' values. Before, one
-    GET of the user's likes per user per batch was 40 % of the consumer's Gorse time."""
+    ``remember_likes`` (off by default): for the same reason the items such a user likes can be
+    remembered once read (bounded LRU ``likes_cache``, same TTL) and kept current from the plans
+    this worker writes (``changed``), so recomputing their labels reads nothing from Gorse but
+    the items' values (one GET of the user's likes per user per batch was 40 % of the
+    consumer's Gorse time). It is exact only while nothing else writes feedback: the nightly
+    reconcile's repairs do, and a label computed from a memory that missed them is written and
+    stays wrong (seen once in test_reconcile_safety). Safe once every other feedback writer
+    tells the user's shard (a refresh record), which is not built."""
 
     def __init__(
         self,
@@ -77,7 +81,9 @@ class LikedLabelsWriter:
         ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         likes_cache: int = 10_000,
+        remember_likes: bool = False,
     ) -> None:
+        self.remember_likes = remember_likes
         self._likes: OrderedDict[str, tuple[set[str], float]] = OrderedDict()
         self._likes_max = likes_cache
         self.likes_read = 0  # GETs of a user's likes (the others came from memory)
@@ -121,6 +127,7 @@ class LikedLabelsWriter:
                 items.difference_update(gone)
 
     async def _liked_items(self, user_id: str, own: bool) -> set[str]:
+        own = own and self.remember_likes
         if own and (hit := self._likes.get(user_id)) is not None:
             if self._clock() - hit[1] <= self._ttl:
                 self.likes_remembered += 1

@@ -96,7 +96,7 @@ async def test_labels_from_remembered_likes_always_equal_gorses_truth(seed: int)
         g.items[i] = Item(i, {"genres": rng.sample(GENRES, 2)}, comment=f"Movie {i}")
     for u in users:
         g.users[u] = User(u, {"age": 30})
-    sink = GorseSink(g, mapper, concurrency=4)  # type: ignore[arg-type]
+    sink = GorseSink(g, mapper, concurrency=4, remember_likes=True)  # type: ignore[arg-type]
     writes = 0
     for _ in range(150):
         plan = one_plan(rng, g, users, items)
@@ -118,7 +118,7 @@ async def test_a_worker_that_takes_new_shards_reads_likes_again() -> None:
     g = StoringGorse()
     g.items["m1"] = Item("m1", {"genres": ["Drama"]}, comment="M")
     g.users["u1"] = User("u1", {"age": 30})
-    sink = GorseSink(g, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=4, remember_likes=True)  # type: ignore[arg-type]
     plan = WritePlan(put_feedback={("u1", "m1"): Feedback("like", "u1", "m1", 5.0)}, liked_users={"u1"})
     await sink.write(plan)
     g.feedback.clear()  # another writer (the shard's previous owner, a replay) changed Gorse
@@ -126,3 +126,15 @@ async def test_a_worker_that_takes_new_shards_reads_likes_again() -> None:
     await sink.write(WritePlan(liked_users={"u1"}))
     assert g.like_reads == 2
     assert "Drama" not in str(g.written_users["u1"].labels)
+
+
+async def test_off_by_default_every_computation_reads_the_users_likes() -> None:
+    g = StoringGorse()
+    g.items["m1"] = Item("m1", {"genres": ["Drama"]}, comment="M")
+    g.users["u1"] = User("u1", {"age": 30})
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
+    for _ in range(3):
+        await sink.write(
+            WritePlan(put_feedback={("u1", "m1"): Feedback("like", "u1", "m1", 5.0)}, liked_users={"u1"})
+        )
+    assert g.like_reads == 3
