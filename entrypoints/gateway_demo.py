@@ -69,4 +69,7 @@ def start_gateway(settings: Settings, user: str = "1") -> None:
     print("    try it (a reader key made for the demo; the gateway stays up until `gorse-cdc stack down`):")
     print(f"    curl --cacert {ca} -H 'X-API-Key: {key}' '{url}'")
     print(f"    home screen: https://{settings.gateway.host}:{port}/?user={user}")
-    print("    (its play buttons need an admin key: gorse-cdc gateway keys create --role admin)")
+    print(
+        "    (paste an admin key in its key field, or append #key=KEY: a fragment never reaches a server;"
+        " make one with gorse-cdc gateway keys create --role admin)"
+    )
