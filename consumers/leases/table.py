@@ -69,6 +69,14 @@ class LeaseTable:
                 return leases
             kwargs["ExclusiveStartKey"] = last
 
+    async def get(self, lease_key: str) -> Lease | None:
+        """One lease, read consistently (a GetItem: cheap to poll, unlike list_leases)."""
+        resp = await self.client.get_item(
+            TableName=self.name, Key={"leaseKey": {"S": lease_key}}, ConsistentRead=True
+        )
+        item = resp.get("Item")
+        return Lease.from_item(item) if item else None
+
     async def create_if_absent(self, lease: Lease) -> bool:
         try:
             await self.client.put_item(

@@ -53,10 +53,7 @@ class LeaseBorrow:
         self.lost: set[str] = set()
 
     async def _lease(self, shard_id: str) -> Lease | None:
-        for le in await self.table.list_leases():
-            if le.lease_key == shard_id:
-                return le
-        return None
+        return await self.table.get(shard_id)  # polled every poll_s: one GetItem, not a Scan
 
     async def acquire(self, shard_id: str) -> Lease | None:
         """The shard's lease, held by the replay (pinned), once its live owner handed it over

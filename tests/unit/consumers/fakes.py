@@ -120,6 +120,9 @@ class InMemoryLeaseTable:
     async def list_leases(self) -> list[Lease]:
         return list(self.rows.values())
 
+    async def get(self, lease_key: str) -> Lease | None:
+        return self.rows.get(lease_key)
+
     async def create_if_absent(self, lease: Lease) -> bool:
         if lease.lease_key in self.rows:
             return False
