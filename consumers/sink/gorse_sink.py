@@ -169,7 +169,9 @@ class GorseSink:
         events = await self._events_allowed(list(plan.put_events.values()))
         feedback = [*plan.put_feedback.values(), *events]  # distinct (type, user, item)
         await run_all([lambda b=b: c.put_feedback(b) for b in self._batches(feedback)], limit)  # type: ignore[misc]
-        await self._erase_again({f.user_id for f in events})
+        # every user of the plan's events, refused ones included: an earlier attempt of this
+        # plan may have written their events before they were erased, then failed
+        await self._erase_again({f.user_id for f in plan.put_events.values()})
         # 4. stale types after a threshold crossing (read first for users with many), deleted ratings
         blind, checked = stale.split(plan.stale_feedback, plan.put_feedback, datetime.now(UTC))
         found: list[stale.StaleKey] = []
@@ -224,7 +226,10 @@ class GorseSink:
         return allowed
 
     async def _erase_again(self, users: set[str]) -> None:
-        """A user logged as erased while their events were written is deleted again."""
+        """A user logged as erased while their events were written is deleted again: this
+        attempt's or an earlier attempt's of the same plan (which may have written the events,
+        then failed before this delete), so the delete follows from the log, not from the one
+        attempt that saw the race."""
         if self.erasures is None or not users:
             return
         late = sorted(await self.erasures.erased(users))

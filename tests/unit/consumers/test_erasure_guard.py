@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pytest
+
 from consumers.coalesce import WritePlan
 from consumers.sink.erasures import MemoryErasureLog, user_hash
 from consumers.sink.gorse_sink import GorseSink
 from consumers.wiring import build_mapper
+from gorse_cdc.errors import GorseRetriableError
 from gorse_cdc.gorse.models import Feedback
 from gorse_cdc.settings import Settings
 from tests.unit.consumers.test_gorse_sink_phases import RecordingGorse
@@ -58,7 +61,8 @@ async def test_events_of_an_erased_user_are_refused_and_counted_the_others_writt
     s = sink(gorse, log, refused)
     await s.write(events_plan("u-erased", "u-alive"))
     assert ("put_feedback", "play/u-alive/m1") in gorse.calls
-    assert not [c for c in gorse.calls if "u-erased" in c[1]]
+    # never written; deleted again (an earlier attempt of the plan may have written it)
+    assert [c for c in gorse.calls if "u-erased" in c[1]] == [("delete_user", "u-erased")]
     assert refused == [1] and s.refused_events == 1
 
 
@@ -87,3 +91,31 @@ async def test_without_a_guard_events_are_written_as_before() -> None:
     s = GorseSink(gorse, build_mapper(Settings()), concurrency=4)  # type: ignore[arg-type]
     await s.write(events_plan("u1"))
     assert gorse.calls == [("put_feedback", "play/u1/m1")]
+
+
+class EraseDuringWriteThenFailDelete(EraseDuringWrite):
+    """Attempt 1 writes the user's play, the user is erased meanwhile, and the delete that
+    follows fails once (Gorse answers 503): the plan is retried."""
+
+    def __init__(self, log: MemoryErasureLog, user: str) -> None:
+        super().__init__(log, user)
+        self.delete_failures = 1
+
+    async def delete_user(self, user_id: str) -> None:
+        if self.delete_failures:
+            self.delete_failures -= 1
+            raise GorseRetriableError("DELETE", f"/api/user/{user_id}", 503, "injected")
+        await super().delete_user(user_id)
+
+
+async def test_a_retried_plan_deletes_again_a_user_erased_during_its_first_attempt() -> None:
+    log = MemoryErasureLog()
+    gorse = EraseDuringWriteThenFailDelete(log, "u1")
+    s = sink(gorse, log)
+    plan = events_plan("u1", "u2")
+    with pytest.raises(GorseRetriableError):
+        await s.write(plan)  # the play is in Gorse, the user's second delete failed
+    assert ("put_feedback", "play/u1/m1") in gorse.calls
+    await s.write(plan)  # the retry: u1's events are refused now, and u1 is deleted again
+    assert gorse.calls[-1] == ("delete_user", "u1")
+    assert gorse.calls.count(("put_feedback", "play/u1/m1")) == 1
