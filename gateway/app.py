@@ -1,5 +1,6 @@
-"""The aiohttp application: middlewares (problems, access log and metrics, CORS, body size,
-authentication, roles, rate limits) around the routes. ``make_app`` takes ready-made parts."""
+"""The aiohttp application: middlewares (security headers, problems, access log and metrics,
+CORS, body size, failed-authentication limit per address, authentication, roles, rate limits)
+around the routes. ``make_app`` takes ready-made parts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ from gateway.routes import ACCESS, PARTS, add_routes
 log = logging.getLogger("gateway.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORS_HEADERS = "Authorization, Content-Type, X-API-Key"
+# the demo page loads its script and style from the gateway itself and calls only the gateway
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _route(request: web.Request) -> str:
@@ -70,6 +79,25 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
+def client_address(request: web.Request, forwarded_hops: int) -> str:
+    """The caller's address: the peer, or behind ``forwarded_hops`` proxies that each append
+    the address they saw to X-Forwarded-For, the entry the outermost one appended (entries
+    further left are the client's to write, never trusted)."""
+    if forwarded_hops > 0:
+        seen = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
+        if len(seen) >= forwarded_hops:
+            return seen[-forwarded_hops]
+    return request.remote or "unknown"
+
+
+@web.middleware
+async def secure_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)  # `observe` inside turns every error into a response
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 @web.middleware
 async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     origin = request.headers.get("Origin")
@@ -89,16 +117,28 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Body size (413 before reading), authentication (401), role (403), rate limit (429)."""
+    """Body size (413 before reading), authentication (401; an address past its failures gets
+    429 for any key not already cached, before any table read), role (403), rate limit (429)."""
     parts = request.app[PARTS]
     if (request.content_length or 0) > parts.max_body_bytes:
         raise Problem(413, "payload-too-large", f"the body is larger than {parts.max_body_bytes} bytes")
     roles = ACCESS.get(_route(request))
     if roles is None:
         return await handler(request)
-    who = await parts.auth.authenticate(
-        request.headers.get("X-API-Key"), request.headers.get("Authorization")
-    )
+    address = client_address(request, parts.forwarded_hops)
+    rate, burst = parts.auth_failures
+    now = time.monotonic()
+    failing = parts.failures.wait(address, rate, burst, now) > 0
+    try:
+        who = await parts.auth.authenticate(
+            request.headers.get("X-API-Key"), request.headers.get("Authorization"), lookups=not failing
+        )
+    except Problem as p:
+        if p.status == 401:
+            parts.failures.take(address, rate, burst, now)
+        elif p.status == 429:
+            parts.metrics.rate_limited.labels("none").inc()
+        raise
     request["principal"] = who
     require(who, roles)
     wait = parts.buckets.take(who.ident, who.rate_per_s, who.burst, time.monotonic())
@@ -109,7 +149,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(parts: Parts) -> web.Application:
-    app = web.Application(middlewares=[cors, observe, guard], client_max_size=parts.max_body_bytes)
+    app = web.Application(
+        middlewares=[secure_headers, cors, observe, guard], client_max_size=parts.max_body_bytes
+    )
     app[PARTS] = parts
     add_routes(app)
     return app

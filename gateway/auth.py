@@ -2,7 +2,10 @@
 JWT bearer token. Gives a ``Principal`` or raises a 401 Problem; ``require`` gives 403.
 
 Looked-up keys are trusted for ``cache_ttl_s`` (the revocation lag; 0 = every request reads the
-table). A presented key is never logged, stored or echoed: only its public id travels on.
+table); unknown ids are remembered apart from valid keys (gateway.keycache). ``lookups=False``
+(the caller's address failed too often) serves from that cache only: no table read. A key table
+that is throttled or unreachable answers 503 + Retry-After, not 500. A presented key is never
+logged, stored or echoed: only its public id travels on.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.jwks import JwksVerifier
+from gateway.keycache import KeyCache
 from gateway.keys import KeyRecord, Role, key_id_of, matches
 from gateway.keystore import KeyStore
-from gateway.problems import forbidden, unauthorized
+from gateway.problems import Problem, forbidden, unauthorized
+from gorse_cdc.retry.classify import ErrorClass, classify
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +64,36 @@ class Authenticator:
         self.cache_ttl_s = cache_ttl_s
         self.jwks = jwks
         self.default_rate = default_rate
-        self._clock = clock
-        self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        self.cache = KeyCache(cache_ttl_s, clock=clock)
 
-    async def _record(self, key_id: str) -> KeyRecord | None:
-        now = self._clock()
-        hit = self._cache.get(key_id)
-        if hit is not None and now - hit[0] < self.cache_ttl_s:
-            return hit[1]
-        rec = await self.store.get(key_id)
-        if self.cache_ttl_s > 0:
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[key_id] = (now, rec)
+    async def _record(self, key_id: str, lookups: bool) -> KeyRecord | None:
+        held, rec = self.cache.get(key_id)
+        if held:
+            return rec
+        if not lookups:
+            raise Problem(
+                429,
+                "too-many-failures",
+                "too many failed authentications from this address; retry later",
+                headers={"Retry-After": "1"},
+            )
+        try:
+            rec = await self.store.get(key_id)
+        except Exception as e:
+            if classify(e) is ErrorClass.RETRIABLE:  # throttled, 5xx, unreachable
+                raise Problem(
+                    503,
+                    "keys-unavailable",
+                    "the API key table cannot be read now; retry shortly",
+                    headers={"Retry-After": "1"},
+                ) from None
+            raise
+        self.cache.put(key_id, rec)
         return rec
 
-    async def authenticate(self, api_key: str | None, authorization: str | None) -> Principal:
+    async def authenticate(
+        self, api_key: str | None, authorization: str | None, *, lookups: bool = True
+    ) -> Principal:
         bearer = None
         if authorization:
             scheme, _, value = authorization.partition(" ")
@@ -83,7 +102,7 @@ class Authenticator:
             bearer = value.strip()
         presented = api_key or (bearer if bearer and key_id_of(bearer) else None)
         if presented is not None:
-            return await self._by_key(presented)
+            return await self._by_key(presented, lookups)
         if bearer is not None:
             if self.jwks is None:
                 raise unauthorized("bearer tokens are not enabled here; send an API key")
@@ -92,11 +111,11 @@ class Authenticator:
             return Principal(f"jwt:{claims.subject}", claims.roles, rate, burst, claims.subject)
         raise unauthorized("an API key (X-API-Key) or a bearer token is required")
 
-    async def _by_key(self, presented: str) -> Principal:
+    async def _by_key(self, presented: str, lookups: bool) -> Principal:
         key_id = key_id_of(presented)
         if key_id is None:
             raise unauthorized("the API key is not valid")
-        rec = await self._record(key_id)
+        rec = await self._record(key_id, lookups)
         if rec is None or not matches(self._pepper, presented, rec.key_hash):
             raise unauthorized("the API key is not valid")
         if not rec.active:

@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 PREFIX = "gcdc"
-_SHAPE = re.compile(r"^gcdc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_SHAPE = re.compile(r"gcdc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")  # whole value: fullmatch
 
 
 class Role(StrEnum):
@@ -71,7 +71,7 @@ def new_key() -> tuple[str, str]:
 
 def key_id_of(presented: str) -> str | None:
     """The id inside a well-formed key; None when the value is not shaped like a key."""
-    m = _SHAPE.match(presented)
+    m = _SHAPE.fullmatch(presented)
     return m.group(1) if m else None
 
 

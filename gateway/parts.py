@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -15,6 +16,11 @@ from gateway.reads import Reads
 
 @dataclass
 class Parts:
+    """``auth_failures``: (rate per s, burst) of failed authentications allowed per client
+    address before its unknown keys are refused without a table read; ``forwarded_hops``: the
+    proxies in front that append to X-Forwarded-For (1 behind the ALB; 0: the peer address);
+    ``ready_ttl_s``: how long one readiness answer is reused (its checks call three upstreams)."""
+
     auth: Authenticator
     reads: Reads
     publisher: EventPublisher
@@ -24,9 +30,31 @@ class Parts:
     max_body_bytes: int = 256 * 1024
     cors_origins: frozenset[str] = frozenset()
     buckets: Buckets = field(default_factory=Buckets)
+    auth_failures: tuple[float, int] = (1.0, 20)
+    failures: Buckets = field(default_factory=lambda: Buckets(max_keys=100_000))
+    forwarded_hops: int = 0
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
+    ready_ttl_s: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    _ready: tuple[float, dict[str, bool]] | None = field(default=None, init=False, repr=False)
+    _ready_pending: asyncio.Future[dict[str, bool]] | None = field(default=None, init=False, repr=False)
 
     async def readiness(self) -> dict[str, bool]:
+        """Each check's result, computed at most once per ``ready_ttl_s`` (concurrent callers
+        share one computation)."""
+        if self._ready is not None and self.clock() - self._ready[0] < self.ready_ttl_s:
+            return self._ready[1]
+        if self._ready_pending is None:
+            self._ready_pending = asyncio.ensure_future(self._check())
+            self._ready_pending.add_done_callback(self._checked)
+        return await asyncio.shield(self._ready_pending)
+
+    def _checked(self, done: asyncio.Future[dict[str, bool]]) -> None:
+        self._ready_pending = None
+        if not done.cancelled() and done.exception() is None:
+            self._ready = (self.clock(), done.result())
+
+    async def _check(self) -> dict[str, bool]:
         names = list(self.checks)
         results = await asyncio.gather(
             *(asyncio.wait_for(self.checks[n](), 2.0) for n in names), return_exceptions=True

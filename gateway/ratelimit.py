@@ -4,6 +4,9 @@ A bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second;
 takes one. When empty, ``take`` says how long until one token is back (the Retry-After).
 ``Buckets`` keeps one bucket per key id, bounded: the least recently used bucket is dropped
 past ``max_keys`` (a dropped key starts again with a full bucket, which only ever allows more).
+
+Buckets live in one process: behind a load balancer with N gateway tasks a key gets up to N
+times its rate (the WAF's per-address rule is the fleet-wide bound).
 """
 
 from __future__ import annotations
@@ -35,11 +38,23 @@ class TokenBucket:
             return 0.0
         return (cost - self.tokens) / self.rate
 
+    def wait(self, now: float, cost: float = 1.0) -> float:
+        """Like ``take`` without taking: 0.0 when ``cost`` tokens are there."""
+        tokens = min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate
+
 
 class Buckets:
     def __init__(self, max_keys: int = 100_000) -> None:
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def wait(self, key_id: str, rate: float, burst: float, now: float) -> float:
+        """The seconds until ``key_id`` could take a token (0.0: now); takes nothing."""
+        bucket = self._buckets.get(key_id)
+        if bucket is None or bucket.rate != rate or bucket.burst != burst:
+            return 0.0
+        return bucket.wait(now)
 
     def take(self, key_id: str, rate: float, burst: float, now: float) -> float:
         bucket = self._buckets.get(key_id)
