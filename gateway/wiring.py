@@ -18,6 +18,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.parts import Parts
 from gateway.publisher import EventPublisher
 from gateway.reads import ReadConfig, Reads
+from gorse_cdc.errors import FatalError
 from gorse_cdc.gorse.client import GorseClient
 from gorse_cdc.mapping import load_spec
 from gorse_cdc.settings import Settings
@@ -35,6 +36,8 @@ def read_config(settings: Settings) -> ReadConfig:
         session_size=g.session_size,
         popular=g.popular_recommender,
         genres_label=g.genres_label,
+        # interactive reads: a few seconds, never Gorse's bulk-write timeout (30 s by default)
+        deadline_s=min(3.0, settings.gorse.timeout_s),
     )
 
 
@@ -68,13 +71,19 @@ async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         jwks = None
         if g.jwks_url:
-            jwks = JwksVerifier(
-                g.jwks_url,
-                issuer=g.jwt_issuer,
-                audience=g.jwt_audience,
-                role_claim=g.jwt_role_claim,
-                session=http,
-            )
+            if not g.jwt_audience:
+                raise FatalError("gateway.jwt_audience (the app client id) must be set with gateway.jwks_url")
+            try:
+                jwks = JwksVerifier(
+                    g.jwks_url,
+                    issuer=g.jwt_issuer,
+                    audience=g.jwt_audience,
+                    role_claim=g.jwt_role_claim,
+                    session=http,
+                    allow_loopback_http=settings.local,  # a test issuer on loopback, never in AWS
+                )
+            except ValueError as e:
+                raise FatalError(f"gateway.jwks_url: {e}") from None
         store = key_store(settings, dynamodb)
         auth = Authenticator(
             store,
@@ -107,5 +116,7 @@ async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
             max_events=g.max_events_per_batch,
             max_body_bytes=g.max_body_bytes,
             cors_origins=frozenset(g.cors_origins),
+            # tls_self_signed: behind the ALB (gateway.yaml), which appends the caller to X-Forwarded-For
+            forwarded_hops=1 if g.tls_self_signed else 0,
             checks={"gorse": gorse_ready, "keys": keys_ready, "events_stream": publisher.ready},
         )

@@ -3,6 +3,8 @@ a WAF rate-based rule in front, secrets from Secrets Manager."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.infra.cfn import granted, load, text
@@ -64,3 +66,32 @@ def test_secrets_come_from_secrets_manager() -> None:
         "GORSE_CDC_GORSE__API_KEY": "${GorseApiKeySecretArn}",
         "GORSE_CDC_GATEWAY__KEY_PEPPER": "${KeyPepperSecretArn}",
     }
+
+
+def test_the_load_balancer_checks_liveness_not_the_upstreams() -> None:
+    """/readyz calls Gorse, DynamoDB and Kinesis: as the target group's check, one Gorse blip
+    failed every task at once. The ALB checks /healthz; /readyz stays for operators."""
+    tg = load("gateway.yaml")["Resources"]["TargetGroup"]["Properties"]
+    assert tg["HealthCheckPath"] == "/healthz"
+
+
+def test_tokens_must_name_this_app_client() -> None:
+    """With a JWKS, the issuer and the app client id (audience) are required and passed on: any
+    other app client of the user pool is refused."""
+    doc = load("gateway.yaml")
+    rule = doc["Rules"]["JwtNeedsIssuerAndAudience"]
+    asserted = [json.dumps(a["Assert"]) for a in rule["Assertions"]]
+    assert any('"Ref": "JwtAudience"' in a for a in asserted) and any(
+        '"Ref": "JwtIssuer"' in a for a in asserted
+    )
+    assert json.dumps(rule["RuleCondition"]) == json.dumps(
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwksUrl"}, ""]}]}
+    )
+    container = doc["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    env = json.dumps(container["Environment"])
+    for name, param in (
+        ("JWT_AUDIENCE", "JwtAudience"),
+        ("JWT_ISSUER", "JwtIssuer"),
+        ("JWKS_URL", "JwksUrl"),
+    ):
+        assert f"GORSE_CDC_GATEWAY__{name}" in env and param in env

@@ -30,6 +30,8 @@ from entrypoints.stack.resources import ensure_stream
 from gorse_cdc.settings import Settings
 
 KID = "test-key-1"
+CLIENT_ID = "test-app-client"  # the gateway's jwt_audience: the app client whose tokens it takes
+CORS_ORIGIN = "https://tv.example"
 
 
 def free_port() -> int:
@@ -47,10 +49,18 @@ class Issuer:
     other: rsa.RSAPrivateKey  # a key the JWKS does not list
 
     def token(
-        self, sub: str, *, groups: list[str] | None = None, ttl_s: int = 300, unknown: bool = False
+        self,
+        sub: str,
+        *,
+        groups: list[str] | None = None,
+        ttl_s: int = 300,
+        unknown: bool = False,
+        client_id: str = CLIENT_ID,
     ) -> str:
+        """A Cognito-style access token (token_use "access", the app client in client_id)."""
         now = int(time.time())
         claims: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl_s, "iss": "test-issuer"}
+        claims |= {"token_use": "access", "client_id": client_id}
         if groups is not None:
             claims["cognito:groups"] = groups
         return jwt.encode(
@@ -184,6 +194,8 @@ def gateway(
         "GORSE_CDC_GATEWAY__KEY_CACHE_TTL_S": "0",
         "GORSE_CDC_GATEWAY__JWKS_URL": issuer.url,
         "GORSE_CDC_GATEWAY__JWT_ISSUER": "test-issuer",
+        "GORSE_CDC_GATEWAY__JWT_AUDIENCE": CLIENT_ID,
+        "GORSE_CDC_GATEWAY__CORS_ORIGINS": json.dumps([CORS_ORIGIN]),
         "GORSE_CDC_GATEWAY__MAX_BODY_BYTES": "65536",
         "GORSE_CDC_GATEWAY__CACHE_TTL_S": "30",
     }
