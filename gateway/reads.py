@@ -34,6 +34,17 @@ class ReadConfig:
     popular: str = "most_liked_weekly"
     genres_label: str = "genres"
     recent_ttl_s: float = 60.0
+    recent_per_user: int = 200
+    deadline_s: float = 3.0  # one Gorse read, its wait for a slot in the client's limit included
+
+
+def too_slow(deadline_s: float) -> Problem:
+    return Problem(
+        503,
+        "upstream-timeout",
+        f"the recommender did not answer within {deadline_s:g} s; retry shortly",
+        headers={"Retry-After": "1"},
+    )
 
 
 def upstream_problem(e: GorseRequestError) -> Problem:
@@ -83,8 +94,13 @@ class Reads:
         return [self.recs, self.session, self.feedback, self.items, self.lists]
 
     async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """One Gorse read within the deadline: a request past it leaves the client's queue (or
+        its connection) instead of reaching Gorse after its caller gave up."""
         try:
-            return await make()
+            async with asyncio.timeout(self.cfg.deadline_s):
+                return await make()
+        except TimeoutError:
+            raise too_slow(self.cfg.deadline_s) from None
         except GorseRequestError as e:
             if self._on_error is not None:
                 self._on_error(e)
@@ -93,19 +109,34 @@ class Reads:
     def acted(self, user: str, items: list[str]) -> None:
         """Events just accepted: these items leave the user's rows now, not after Gorse."""
         now = self._clock()
-        recent = self._recent.setdefault(user, {})
+        recent = self._recent.pop(user, {})  # re-inserted last: the users are kept in LRU order
         for i in items:
-            recent[i] = now
+            recent.pop(i, None)
+            recent[i] = now  # each user's items in the order acted, the oldest first
+        self._prune(recent, now)
+        self._recent[user] = recent
         self.feedback.invalidate(user)
-        if len(self._recent) > self.cfg.cache_size:
+        while len(self._recent) > self.cfg.cache_size:
             self._recent.pop(next(iter(self._recent)))
+
+    def _prune(self, recent: dict[str, float], now: float) -> None:
+        """Drops the items older than ``recent_ttl_s`` (Gorse has them by then) and the oldest
+        past ``recent_per_user``."""
+        floor = now - self.cfg.recent_ttl_s
+        while recent:
+            oldest, at = next(iter(recent.items()))
+            if at >= floor and len(recent) <= self.cfg.recent_per_user:
+                break
+            del recent[oldest]
 
     def _recently_acted(self, user: str) -> set[str]:
         recent = self._recent.get(user)
         if not recent:
             return set()
-        floor = self._clock() - self.cfg.recent_ttl_s
-        return {i for i, at in recent.items() if at >= floor}
+        self._prune(recent, self._clock())
+        if not recent:
+            del self._recent[user]
+        return set(recent)
 
     # ---- rows ---------------------------------------------------------------------------
     async def recommend(self, user: str, n: int, offset: int, category: str | None) -> dict[str, Any]:
@@ -150,9 +181,16 @@ class Reads:
             lists = await asyncio.gather(*(self._neighbors(f.item_id, depth) for f in latest))
             return merge_neighbors(lists, exclude=(f.item_id for f in latest))
 
+        async def compute_in_time() -> list[str]:  # raises TimeoutError to every sharer of the load
+            async with asyncio.timeout(self.cfg.deadline_s):
+                return await compute()
+
         try:
-            result: list[str] = await self.session.get_or_load(key, compute)
+            result: list[str] = await self.session.get_or_load(key, compute_in_time)
             return result
+        except TimeoutError:  # the cached row still serves
+            log.warning("session recommendation slower than %g s; row from the cache", self.cfg.deadline_s)
+            return []
         except GorseRequestError as e:  # the cached row still serves
             if self._on_error is not None:
                 self._on_error(e)

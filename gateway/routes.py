@@ -19,8 +19,12 @@ from gateway.events import EventBatch, check_types, to_record
 from gateway.keys import INGEST_ROLES, READ_ROLES, Role
 from gateway.parts import Parts
 from gateway.problems import Problem, bad_request
+from gateway.publisher import EventsNotAcceptedError
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:@.+-]{0,127}$")
+# whole values (fullmatch: `$` would let a trailing newline through)
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:@.+-]{0,127}")
+# categories are genre names: MovieLens has "Children's", "Film-Noir", "(no genres listed)"
+_CATEGORY = re.compile(r"[A-Za-z0-9(][A-Za-z0-9 _:@.+'&(),-]{0,63}")
 PARTS: web.AppKey[Parts] = web.AppKey("parts", Parts)
 PUBLIC = frozenset[Role]()  # no key needed
 ACCESS: dict[str, frozenset[Role]] = {}  # route name -> roles allowed (absent: public)
@@ -30,9 +34,17 @@ def json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
+def valid_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None and ".." not in value
+
+
+def valid_category(value: str) -> bool:
+    return _CATEGORY.fullmatch(value) is not None and ".." not in value
+
+
 def path_id(request: web.Request, name: str) -> str:
     value = request.match_info[name]
-    if not _ID.match(value) or ".." in value:
+    if not valid_id(value):
         raise bad_request(
             f"{name} {value[:64]!r} is not a valid id (letters, digits, _:@.+-; no '/' or '..')"
         )
@@ -50,7 +62,7 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
 
 def _paging(request: web.Request) -> tuple[int, int, str | None]:
     category = request.query.get("category") or None
-    if category is not None and (not _ID.match(category) or ".." in category):
+    if category is not None and not valid_category(category):
         raise bad_request("query parameter category is not a valid category name")
     return _int(request, "n", 10, 1, 100), _int(request, "offset", 0, 0, 1000), category
 
@@ -101,7 +113,15 @@ async def post_events(request: web.Request) -> web.Response:
     for event in batch.events:
         require(who, INGEST_ROLES, event.user)
     now = datetime.now(UTC)
-    await parts.publisher.put([to_record(ev, now) for ev in batch.events])  # 202 only once accepted
+    try:  # 202 only once accepted
+        await parts.publisher.put([to_record(ev, now) for ev in batch.events])
+    except EventsNotAcceptedError:
+        raise Problem(
+            503,
+            "events-not-accepted",
+            "the events stream did not accept the events; send the batch again",
+            headers={"Retry-After": "1"},
+        ) from None
     by_user: dict[str, list[str]] = {}
     for event in batch.events:
         by_user.setdefault(event.user, []).append(event.item)
@@ -140,6 +160,14 @@ async def demo_page(request: web.Request) -> web.Response:
     return web.Response(body=_static("index.html"), content_type="text/html")
 
 
+async def demo_script(request: web.Request) -> web.Response:
+    return web.Response(body=_static("app.js"), content_type="text/javascript")
+
+
+async def demo_style(request: web.Request) -> web.Response:
+    return web.Response(body=_static("app.css"), content_type="text/css")
+
+
 def add_routes(app: web.Application) -> None:
     table = [
         ("GET", "/v1/users/{user}/recommendations", recommendations, "recommendations", READ_ROLES),
@@ -152,6 +180,8 @@ def add_routes(app: web.Application) -> None:
         ("GET", "/readyz", readyz, "readyz", PUBLIC),
         ("GET", "/openapi.yaml", openapi, "openapi", PUBLIC),
         ("GET", "/", demo_page, "demo", PUBLIC),
+        ("GET", "/app.js", demo_script, "demo-script", PUBLIC),
+        ("GET", "/app.css", demo_style, "demo-style", PUBLIC),
     ]
     for method, path, handler, name, roles in table:
         app.router.add_route(method, path, handler, name=name)

@@ -195,6 +195,9 @@ class GorseClient:
             failed = status >= 500 or status == 429
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
+        except asyncio.CancelledError:
+            failed = False  # the caller gave up (a deadline, a client gone): not Gorse's failure
+            raise
         finally:
             if self.limit is not None:
                 self.limit.release(time.perf_counter() - started, failed=failed)

@@ -3,6 +3,8 @@ in tests/integration/gateway)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,3 +127,49 @@ async def test_without_a_session_answer_the_neighbours_of_the_latest_likes_lead(
     # newest like first ("gone": no neighbours), m2 weighs 0.7, m1 0.49: m8 0.406, m9 0.42, m7 0.245
     # (m1 is liked: excluded), interleaved with the cached list
     assert [i["id"] for i in row["items"]] == ["m9", "m3", "m8", "m4", "m7", "m5"]
+
+
+async def test_a_gorse_read_past_its_deadline_is_a_503_not_a_wait() -> None:
+    """Was: a read waited as long as Gorse (or the client's queue) took, 30 s by default."""
+    g = MemoryGorse()
+    hang = asyncio.Event()
+
+    async def hung(user: str) -> list[Feedback]:
+        await hang.wait()
+        return []
+
+    g.user_feedback = hung  # type: ignore[method-assign]
+    started = time.monotonic()
+    with pytest.raises(Problem) as e:
+        await asyncio.wait_for(reads(g, deadline_s=0.1).recommend("u", 5, 0, None), 5)
+    assert e.value.status == 503 and e.value.headers["Retry-After"] == "1"
+    assert time.monotonic() - started < 1
+
+
+async def test_a_slow_session_answer_leaves_the_cached_row() -> None:
+    g = MemoryGorse()
+    g.feedback["u"] = [Feedback("like", "u", "m1", 5)]
+    g.cached["u"] = ["m2", "m3"]
+
+    async def slow(fb: Any, n: int) -> list[str]:
+        await asyncio.sleep(10)
+        return []
+
+    g.session_recommend = slow  # type: ignore[method-assign]
+    r = reads(g, deadline_s=0.1)
+    rows = await asyncio.wait_for(asyncio.gather(*(r.recommend("u", 5, 0, None) for _ in range(3))), 5)
+    assert [[i["id"] for i in row["items"]] for row in rows] == [["m2", "m3"]] * 3
+
+
+def test_items_acted_on_are_forgotten_once_gorse_has_them() -> None:
+    """Was: a user's recently acted items were never pruned (a heavy user's set only grew)."""
+    now = [0.0]
+    r = Reads(MemoryGorse(), ReadConfig(recent_ttl_s=60, recent_per_user=50), clock=lambda: now[0])  # type: ignore[arg-type]
+    for step in range(1000):
+        now[0] = step * 0.1
+        r.acted("heavy", [f"m{step}"])
+    assert len(r._recent["heavy"]) == 50  # bounded per user, the newest kept
+    assert r._recently_acted("heavy") == {f"m{s}" for s in range(950, 1000)}
+    now[0] += 61
+    r.acted("other", ["x"])
+    assert r._recently_acted("heavy") == set() and "heavy" not in r._recent
