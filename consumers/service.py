@@ -5,7 +5,9 @@ Every failover/3 the loop lists the stream's shards, creates missing leases, ren
 held ones (stopping the shards whose lease was lost), takes leases (balancing) and starts a
 ShardWorker for each new one. A lease another worker asked for is handed over only after its
 worker stopped (its batch flushed and checkpointed, or aborted after the handoff grace); a
-lease past its write deadline (not renewed in time) is stopped at once: see
+lease past its write deadline (not renewed in time) is stopped at once, by a timer task of its
+own (``_enforce_deadlines``): the loop may be waiting on DynamoDB (the very fault that keeps the
+lease from being renewed), and the write in flight must be cancelled anyway. See
 consumers.leases.coordinator for why no two workers ever write one shard's keys at once.
 SIGTERM: the workers stop reading, flush and checkpoint their
 current batch, the leases are released, and ``run`` returns within shutdown_timeout_s.
@@ -103,8 +105,14 @@ class Consumer:
                 await health.start()
                 stack.push_async_callback(health.stop)
             log.info("consumer started", extra={"worker": self.worker_id, "stream": self.stream})
-            await self._loop(stop)
-            await self._shutdown()
+            deadlines = asyncio.create_task(self._enforce_deadlines(), name="write-deadlines")
+            try:
+                await self._loop(stop)
+                await self._shutdown()
+            finally:
+                deadlines.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await deadlines
         return 0
 
     def _is_balancing(self) -> bool:
@@ -178,6 +186,17 @@ class Consumer:
         for shard in stalled | self._stalled:
             self.metrics.shard_stalled.labels(shard).set(1 if shard in stalled else 0)
         self._stalled = stalled
+
+    async def _enforce_deadlines(self) -> None:
+        """Stop each lease's worker the moment its write deadline passes, whatever the loop is
+        waiting on. Wakes at the first deadline, and at least every failover/20."""
+        c = self.coordinator
+        tick = c.failover_s / 20
+        while True:
+            self._past_deadline()
+            due = c.next_deadline()
+            wait = tick if due is None else min(tick, max(0.0, due - c.clock()) + 0.001)
+            await asyncio.sleep(wait)
 
     def _past_deadline(self) -> None:
         """A lease not renewed in time may be someone else's soon: stop writing it now."""

@@ -18,6 +18,7 @@ from consumers.deadletter_stores import S3DeadLetterStore, SqsDeadLetterStore
 from consumers.kinesis.fanout import FanOutReader, ensure_stream_consumer
 from consumers.kinesis.reader import ShardReader, StartPosition
 from consumers.kinesis.shards import list_shards
+from consumers.leases.coordinator import call_timeout_s
 from consumers.leases.lease import Lease
 from consumers.leases.table import LeaseTable
 from consumers.metrics import Metrics
@@ -52,10 +53,15 @@ class Clients:
 async def open_clients(stack: contextlib.AsyncExitStack, settings: Settings, metrics: Metrics) -> Clients:
     session: Any = get_session()
     config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2, "mode": "standard"})
+    # the lease path (and the erasure log) must fail fast: a renewal stuck for botocore's 60 s
+    # outlives the write deadline (consumers.leases.coordinator.call_timeout_s)
+    timeout = call_timeout_s(settings.leases.failover_ms)
+    fast = config.merge(AioConfig(connect_timeout=timeout, read_timeout=timeout))
 
     async def client(service: str) -> Any:
+        cfg = fast if service == "dynamodb" else config
         return await stack.enter_async_context(
-            session.create_client(service, config=config, **settings.aws_client_kwargs(service))
+            session.create_client(service, config=cfg, **settings.aws_client_kwargs(service))
         )
 
     gorse = await stack.enter_async_context(

@@ -12,11 +12,16 @@ Fencing (one writer per shard at any moment, so a key's writes never go back in 
   worker knows nothing of handoffTo) takes the lease after ``FORCE_AFTER`` failover times.
 - the write deadline: a held lease not renewed for ``WRITE_DEADLINE`` of the failover time
   may not be written for any more (``may_write``): others can take it at the failover time,
-  so the old owner has stopped well before.
+  so the old owner has stopped well before. The service enforces it from a timer of its own
+  (consumers.service), never from the loop that waits on DynamoDB; renewals run concurrently,
+  each bounded by ``RENEW_TIMEOUT`` of the failover time, and the DynamoDB client's socket
+  timeouts are ``call_timeout_s`` (consumers.wiring), so a hung DynamoDB costs a failed round,
+  not a stalled one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -33,6 +38,13 @@ log = logging.getLogger(__name__)
 WRITE_DEADLINE = 0.6  # share of the failover time a lease may go unrenewed and still be written
 HANDOFF_GRACE = 0.5  # share of the failover time an owner has to flush before handing off
 FORCE_AFTER = 3.0  # failover times a requester waits for a handoff before taking the lease
+RENEW_TIMEOUT = 0.25  # share of the failover time one renewal may take (interval 1/3, deadline 0.6)
+
+
+def call_timeout_s(failover_ms: int) -> float:
+    """Connect/read timeout of one DynamoDB call of the lease path: a tenth of the failover time
+    (two attempts fit in RENEW_TIMEOUT), never under 0.2 s."""
+    return max(0.2, failover_ms / 1000 / 10)
 
 
 class LeaseCoordinator:
@@ -115,24 +127,37 @@ class LeaseCoordinator:
 
     # ---- renew --------------------------------------------------------------------------------
     async def renew(self) -> list[str]:
-        """Renew every held lease; returns the shards whose lease was lost."""
+        """Renew every held lease, all at once, each within RENEW_TIMEOUT of the failover time;
+        returns the shards whose lease was lost. A renewal that fails or times out is simply
+        not counted (the write deadline runs on); the others are unaffected."""
+        held = list(self.held.items())
+        limit = self.failover_s * RENEW_TIMEOUT
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self.table.renew(lease), limit) for _, lease in held), return_exceptions=True
+        )
         lost = []
-        for key, lease in list(self.held.items()):
-            try:
-                renewed = await self.table.renew(lease)
+        for (key, _), result in zip(held, results, strict=True):
+            if isinstance(result, Lease):
                 if key in self.held:  # not ended or dropped meanwhile
-                    self.held[key] = renewed
+                    self.held[key] = result
                     self.renewed_at[key] = self.clock()
-                    if renewed.handoff_to and key not in self.handoff_requested:
-                        log.info("handoff requested", extra={"shard": key, "to": renewed.handoff_to})
-                        self.handoff_requested[key] = (renewed.handoff_to, self.clock())
-            except LeaseLostError:
+                    if result.handoff_to and key not in self.handoff_requested:
+                        log.info("handoff requested", extra={"shard": key, "to": result.handoff_to})
+                        self.handoff_requested[key] = (result.handoff_to, self.clock())
+            elif isinstance(result, LeaseLostError):
                 log.warning("lease lost", extra={"shard": key})
-                self.held.pop(key, None)
-                self.renewed_at.pop(key, None)
-                self.handoff_requested.pop(key, None)
+                self.drop(key)
                 lost.append(key)
+            elif isinstance(result, Exception):
+                log.warning("lease renewal failed: %r", result, extra={"shard": key})
+            else:
+                raise result  # CancelledError and the like
         return lost
+
+    def next_deadline(self) -> float | None:
+        """When (on ``clock``) the first held lease passes its write deadline; None: none held."""
+        ats = [self.renewed_at[k] for k in self.held if k in self.renewed_at]
+        return min(ats) + self.failover_s * WRITE_DEADLINE if ats else None
 
     # ---- balance ------------------------------------------------------------------------------
     def _expired(self, leases: list[Lease]) -> set[str]:
