@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from botocore.exceptions import ClientError
@@ -29,6 +30,19 @@ from gorse_cdc.retry import error_code
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class BorrowedLeaseLostError(LeaseLostError):
+    """The replay lost a lease it borrowed: the live consumer writes the shard's keys again,
+    so the replay must write nothing more of them (it stops; exit code 2)."""
+
+    def __init__(self, shard_id: str, what: str) -> None:
+        super().__init__(shard_id)
+        self.args = (
+            f"the replay lost the lease of shard {shard_id} it borrowed (stopped or cut off for longer "
+            f"than the failover time?): the live consumer writes its keys again, so nothing more of "
+            f"{what} was written. Run the same command again to replay it",
+        )
 
 
 class LeaseBorrow:
@@ -117,17 +131,28 @@ class LeaseBorrow:
         if await self.table.release(shard_id, self.owner):
             log.info("lease returned to the live consumer", extra={"shard": shard_id})
 
-    async def guarded(self, shard_id: str, work: Awaitable[T]) -> T:
-        """Run ``work`` (a write) while the lease may be written; cancel it the moment it may
-        not, and raise LeaseLostError."""
+    async def guarded(self, shard_ids: str | Iterable[str], work: Awaitable[T]) -> T:
+        """Run ``work`` (a write) while every one of the leases may be written; never start it
+        when one may not, cancel it the moment one may not, and raise LeaseLostError."""
+        shards = [shard_ids] if isinstance(shard_ids, str) else sorted(shard_ids)
+
+        def lost() -> str | None:
+            return next((s for s in shards if not self.may_write(s)), None)
+
+        gone = lost()
+        if gone is not None:
+            if inspect.iscoroutine(work):
+                work.close()  # never started
+            raise LeaseLostError(gone)
         task = asyncio.ensure_future(work)
         try:
             while not task.done():
-                if not self.may_write(shard_id):
+                gone = lost()
+                if gone is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                    raise LeaseLostError(shard_id)
+                    raise LeaseLostError(gone)
                 await asyncio.wait({task}, timeout=0.1)
             return task.result()
         finally:
