@@ -19,7 +19,8 @@ CFN = ROOT / "infra" / "cloudformation"
 TEMPLATES = sorted(CFN.glob("*.yaml"))
 DOCKER = ROOT / "docker"
 
-# What the consumer calls (consumers/: shard readers, leases, dead letters).
+# What the KCL MultiLangDaemon (Java, ConsumerEngine=kcl) calls on the stream and the lease
+# table, from KCL's documentation; the Python code's calls are read from it (tests/infra/calls.py).
 CONSUMER_KINESIS_ACTIONS = {
     "kinesis:GetRecords",
     "kinesis:GetShardIterator",

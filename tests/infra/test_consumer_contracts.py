@@ -8,17 +8,15 @@ from typing import Any
 
 import pytest
 
+from tests.infra import deployed
 from tests.infra.cfn import (
     ERASURE_LOG_ACTIONS,
     ERASURES_TABLE_ARN,
-    TEMPLATES,
     actions_on,
     as_list,
     covers,
-    environment,
     load,
     role_statements,
-    task_containers,
     text,
 )
 
@@ -85,17 +83,14 @@ def test_erasures_table_check_catches_a_broken_table() -> None:
     assert broken(lambda t: t[props].update(TimeToLiveSpecification={"AttributeName": "x", "Enabled": True}))
 
 
+def consumer_processes() -> list[deployed.Process]:
+    """Every container that runs a consumer (`consume`, on any stream) or the replay tool."""
+    return [p for p in deployed.processes() if p.words in (["consume"], ["replay"])]
+
+
 def consumer_task_roles() -> dict[tuple[str, str], dict[str, Any]]:
-    """(template, role id) -> role of every task that runs a consumer or the replay tool (those
-    set a lease table)."""
-    roles = {}
-    for path in TEMPLATES:
-        tpl = load(path.name)
-        for _, task, container in task_containers(tpl):
-            if "GORSE_CDC_LEASES__TABLE" in environment(container):
-                role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-                roles[(path.name, role_id)] = tpl["Resources"][role_id]
-    return roles
+    """(template, role id) -> role of every task that runs a consumer or the replay tool."""
+    return {(p.template, p.role_id): p.role for p in consumer_processes()}
 
 
 FORBIDDEN_ON_ERASURES = ("dynamodb:delete", "dynamodb:put", "dynamodb:update", "dynamodb:partiql")
@@ -121,7 +116,11 @@ def erasure_grant_problems(role: dict[str, Any]) -> list[str]:
 
 def test_consumer_roles_grant_exactly_the_erasure_log_calls() -> None:
     roles = consumer_task_roles()
-    assert set(roles) == {("consumer.yaml", "TaskRole"), ("consumer.yaml", "ReplayTaskRole")}
+    assert set(roles) == {
+        ("consumer.yaml", "TaskRole"),
+        ("consumer.yaml", "ReplayTaskRole"),
+        ("consumer.yaml", "EventsTaskRole"),
+    }
     for where, role in roles.items():
         assert erasure_grant_problems(role) == [], where
         # the table is encrypted with the data key: the role decrypts through DynamoDB
@@ -164,20 +163,14 @@ def test_erasure_grant_check_catches_a_broken_role() -> None:
 
 
 def test_every_consumer_container_names_the_erasure_log() -> None:
-    containers = [
-        (path.name, task_id, c["Name"], environment(c))
-        for path in TEMPLATES
-        for task_id, _, c in task_containers(load(path.name))
-    ]
-    consumers = [
-        (name, task, c, env) for name, task, c, env in containers if "GORSE_CDC_LEASES__TABLE" in env
-    ]
+    consumers = [(p.template, p.task, p.container, p.settings) for p in consumer_processes()]
     assert {(name, c) for name, _, c, _ in consumers} == {
         ("consumer.yaml", "consumer"),
         ("consumer.yaml", "replay"),
+        ("consumer.yaml", "events-consumer"),
     }
     for name, task, c, env in consumers:
-        assert env.get("GORSE_CDC_CONSUMER__ERASURES_TABLE") == {"Ref": "ErasuresTableName"}, (name, task, c)
+        assert env.get("consumer.erasures_table") == {"Ref": "ErasuresTableName"}, (name, task, c)
     params = load("consumer.yaml")["Parameters"]
     assert params["ErasuresTableName"]["Default"] == _erasures_table_default()
     passed = load("root.yaml")["Resources"]["Consumer"]["Properties"]["Parameters"]
@@ -187,15 +180,10 @@ def test_every_consumer_container_names_the_erasure_log() -> None:
 def test_every_writer_to_gorse_sends_one_feedback_batch_at_a_time() -> None:
     """The deployed Gorse keeps its data in PostgreSQL or MySQL (gorse.yaml), where Gorse 0.5.11
     deadlocks concurrent feedback batches (tests/integration/core/test_gorse_sql_store.py)."""
-    writers = []
-    for path in TEMPLATES:
-        for _, _, container in task_containers(load(path.name)):
-            env = environment(container)
-            if "GORSE_CDC_GORSE__URL" in env and "GORSE_CDC_LEASES__TABLE" in env:
-                writers.append(
-                    (path.name, container.get("Name"), env.get("GORSE_CDC_GORSE__FEEDBACK_WRITERS"))
-                )
-    assert len(writers) >= 2  # the consumer and the replay task
+    writers = [
+        (p.template, p.container, p.settings.get("gorse.feedback_writers")) for p in consumer_processes()
+    ]
+    assert len(writers) >= 3  # the consumer, the events consumer and the replay task
     assert all(v == "1" for _, _, v in writers), writers
     glue_args = load("reconcile.yaml")["Resources"]
     args = next(

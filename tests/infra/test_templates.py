@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.infra.calls import calls_of
 from tests.infra.cfn import (
     CFN,
     CONSUMER_DYNAMODB_ACTIONS,
@@ -135,9 +136,14 @@ def test_consumer_task_role_grants_what_the_consumer_calls_and_no_more() -> None
     assert grants["sqs:SendMessage"] == [
         "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${DeadLetterQueueName}"
     ]
-    allowed_extra = {"sqs:GetQueueUrl"}
-    expected = CONSUMER_KINESIS_ACTIONS | CONSUMER_DYNAMODB_ACTIONS | CONSUMER_KMS_ACTIONS
-    assert set(grants) - expected - {"s3:PutObject", "sqs:SendMessage"} <= allowed_extra
+    # refresh records go to the stream it reads (consumers/refresh.py; issue 20 item 4)
+    assert grants["kinesis:PutRecords"] == [
+        "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${StreamName}"
+    ]
+    # no more than the code calls (read from it: tests/infra/calls.py) and the KCL daemon's
+    made = {c.action for c in calls_of(["consume"])}
+    expected = made | CONSUMER_KINESIS_ACTIONS | CONSUMER_DYNAMODB_ACTIONS | CONSUMER_KMS_ACTIONS
+    assert set(grants) <= expected | {"dynamodb:UpdateTable", "dynamodb:Query"}, set(grants) - expected
     # the API key arrives through the execution role (ECS secrets), not the task role
     assert not any(a.startswith("secretsmanager:") for a in grants)
 
