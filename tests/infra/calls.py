@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -505,10 +506,37 @@ def _disambiguate(hits: list[tuple[str, str]], receiver: ast.expr, unit: Unit) -
     raise AssertionError(f"{unit.module}: {ast.unparse(receiver)} call of {hits} names no one service")
 
 
+def _programs_started(units: list[Unit]) -> set[str]:
+    """Project modules the reached code starts as ``python -m <module>`` (the KCL daemon's
+    record processors: consumers/kcl/properties.py ``f"{python} -m {PROCESSOR_MODULE}"``)."""
+    out = set()
+    for unit in units:
+        consts = {
+            t.id: n.value.value
+            for n in modules()[unit.module].tree.body
+            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        for node in ast.walk(unit.node):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            parts = node.values
+            for before, value in itertools.pairwise(parts):
+                if (
+                    isinstance(before, ast.Constant)
+                    and str(before.value).endswith("-m ")
+                    and isinstance(value, ast.FormattedValue)
+                    and isinstance(value.value, ast.Name)
+                    and value.value.id in consts
+                ):
+                    out.add(f"{consts[value.value.id]}.__main__")
+    return {m for m in out if m in modules() and "main" in modules()[m].functions}
+
+
 def calls_of(words: list[str]) -> list[Call]:
-    """Every AWS call ``gorse-cdc <words>`` can make."""
-    module, function = entry_for(words)
-    return sorted(
-        {c for unit in reachable(module, function) for c in calls_in(unit)},
-        key=lambda c: (c.action, c.module, c.line),
-    )
+    """Every AWS call ``gorse-cdc <words>`` can make, with the programs it starts."""
+    units = reachable(*entry_for(words))
+    for program in sorted(_programs_started(units)):
+        units += reachable(program, "main")
+    return sorted({c for unit in units for c in calls_in(unit)}, key=lambda c: (c.action, c.module, c.line))

@@ -98,6 +98,9 @@ def test_the_calls_are_read_from_the_code() -> None:
     assert {"kinesis:PutRecords", "dynamodb:GetItem"} <= serve
     assert not {"dynamodb:PutItem", "dynamodb:UpdateItem"} & serve  # `gateway keys` only
     assert "dynamodb:PutItem" in {c.action for c in calls.calls_of(["gateway", "keys", "create"])}
+    # the KCL daemon's record processors (`python -m consumers.kcl`) are read too
+    started = calls._programs_started(calls.reachable(*calls.entry_for(["consume"])))
+    assert started == {"consumers.kcl.__main__"}
     # not AWS: Gorse's client (positional id), pydantic's SecretStr.get_secret_value()
     assert not any(c.module.startswith("gorse_cdc") for c in calls.calls_of(["consume"]))
 
