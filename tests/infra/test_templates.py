@@ -250,7 +250,10 @@ def test_lease_tables_match_what_the_consumer_creates() -> None:
     params, res = tpl["Parameters"], tpl["Resources"]
     assert params["LeaseTableName"]["Default"] == "gorse-cdc-leases"
     assert params["ReplayLeaseTableName"]["Default"] == "gorse-cdc-replay-leases"
-    for logical_id in ("LeaseTable", "ReplayLeaseTable"):
+    # the events consumer's (docker/compose.yaml events-consumer: --lease-table gorse-cdc-events-leases)
+    assert params["EventsLeaseTableName"]["Default"] == "gorse-cdc-events-leases"
+    assert load("consumer.yaml")["Parameters"]["EventsLeaseTableName"]["Default"] == "gorse-cdc-events-leases"
+    for logical_id in ("LeaseTable", "ReplayLeaseTable", "EventsLeaseTable"):
         p = res[logical_id]["Properties"]
         assert p["KeySchema"] == [{"AttributeName": "leaseKey", "KeyType": "HASH"}]
         assert p["AttributeDefinitions"] == [{"AttributeName": "leaseKey", "AttributeType": "S"}]
