@@ -4,12 +4,17 @@ application/problem+json with the right status, and no key ever reaches a log li
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from tests.integration.gateway.conftest import Gateway, Issuer, free_port
+from tests.integration.gateway.conftest import CORS_ORIGIN, KID, Gateway, Issuer, free_port
 
 PROBLEM = "application/problem+json"
 
@@ -209,6 +214,84 @@ async def test_gorse_unreachable_is_503_with_retry_after_and_not_ready(
         assert status == 503 and body["checks"]["gorse"] is False and body["checks"]["keys"] is True
     finally:
         other.stop()
+
+
+async def test_cors_preflight_and_reads_for_an_allowed_origin(gateway: Gateway) -> None:
+    preflight = {"Origin": CORS_ORIGIN, "Access-Control-Request-Method": "GET"}
+    preflight["Access-Control-Request-Headers"] = "x-api-key"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.options(gateway.url + "/v1/latest", headers=preflight, ssl=gateway.ssl()) as r,
+    ):
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == CORS_ORIGIN
+        assert "GET" in r.headers["Access-Control-Allow-Methods"]
+        assert "X-API-Key" in r.headers["Access-Control-Allow-Headers"]
+        assert r.headers["Vary"] == "Origin"
+    status, headers, _ = await call(
+        gateway, "GET", "/v1/latest", key=key(gateway, "reader"), headers={"Origin": CORS_ORIGIN}
+    )
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == CORS_ORIGIN
+    # a refusal carries it too (the app can read the problem), an unknown origin never
+    status, headers, _ = await call(gateway, "GET", "/v1/latest", headers={"Origin": CORS_ORIGIN})
+    assert status == 401 and headers["Access-Control-Allow-Origin"] == CORS_ORIGIN
+    evil = {**preflight, "Origin": "https://evil.example"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.options(gateway.url + "/v1/latest", headers=evil, ssl=gateway.ssl()) as r,
+    ):
+        assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def test_hs256_none_and_foreign_client_tokens_are_refused(gateway: Gateway, issuer: Issuer) -> None:
+    """The algorithm is the key's, never the token's: HS256 "signed" with the JWKS's public key
+    and an unsigned token are 401; so is a valid signature for another app client."""
+    mine = issuer.token("tok-u1")
+    assert (await call(gateway, "GET", "/v1/users/tok-u1/recommendations", token=mine))[0] == 200
+    _, claims, _ = mine.split(".")
+    pem = issuer.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    forged = []
+    for alg in ("HS256", "none", "NONE"):
+        head = _b64(json.dumps({"alg": alg, "kid": KID, "typ": "JWT"}).encode())
+        sig = hmac.new(pem, f"{head}.{claims}".encode(), hashlib.sha256).digest() if alg == "HS256" else b""
+        forged.append(f"{head}.{claims}.{_b64(sig)}")
+    for bad in (*forged, issuer.token("tok-u1", client_id="another-app-client")):
+        assert_problem(*await call(gateway, "GET", "/v1/users/tok-u1/recommendations", token=bad), 401)
+
+
+async def test_ids_are_matched_whole_and_genre_names_are_categories(gateway: Gateway) -> None:
+    reader = key(gateway, "reader")
+    async with aiohttp.ClientSession() as s:
+        for path in ("/v1/users/u1%0A/recommendations", "/v1/items/m1%0A/similar"):
+            url = aiohttp.client.URL(gateway.url + path, encoded=True)
+            async with s.get(url, headers={"X-API-Key": reader}, ssl=gateway.ssl()) as r:
+                assert r.status == 400, (path, await r.text())  # was: accepted (`$` before "\n")
+        for query in ("category=Children%27s", "category=Film-Noir", "category=%28no+genres+listed%29"):
+            async with s.get(
+                gateway.url + "/v1/latest?" + query, headers={"X-API-Key": reader}, ssl=gateway.ssl()
+            ) as r:
+                assert r.status == 200, (query, await r.text())  # was: 400 for Children's
+
+
+async def test_every_answer_forbids_framing_and_sniffing_and_the_page_has_a_csp(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        for path, expected in (("/", 200), ("/app.js", 200), ("/healthz", 200), ("/v1/latest", 401)):
+            async with s.get(gateway.url + path, ssl=gateway.ssl()) as r:
+                assert r.status == expected, path
+                csp = r.headers["Content-Security-Policy"]
+                assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+                assert "unsafe-inline" not in csp
+                assert r.headers["X-Frame-Options"] == "DENY"
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+        async with s.get(gateway.url + "/", ssl=gateway.ssl()) as r:
+            page = await r.text()
+        assert '<script src="/app.js">' in page and "<script>" not in page
 
 
 async def test_no_key_in_any_log_line(gateway: Gateway) -> None:
