@@ -27,6 +27,8 @@ from gorse_cdc.mapping.ops import (
     DeleteFeedback,
     DeleteItem,
     DeleteUser,
+    EntityKey,
+    FanOutLikers,
     Operation,
     PutEvent,
     PutFeedback,
@@ -56,6 +58,13 @@ class WritePlan:
     # items changed on other shards, told by RefreshLiked records: read fresh before the liked
     # labels are recomputed (the values are the ones told, for diagnosis)
     item_values: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
+    # likers of edited items still to be told (fan-out records, consumers.refresh): told after
+    # every other phase, a bounded number per plan
+    fan_out: list[FanOutLikers] = field(default_factory=list)
+    # items whose feedback of a user deleted in this plan the user's delete removes (its
+    # rating deletes coalesced away): Gorse may hold them as blanks it auto-inserted, which
+    # the sink removes like the items of ``delete_feedback`` (GorseSink._drop_orphan_items)
+    orphan_checks: set[str] = field(default_factory=set)
 
     @property
     def empty(self) -> bool:
@@ -70,6 +79,7 @@ class WritePlan:
             or self.delete_feedback
             or self.liked_users
             or self.item_values
+            or self.fan_out
         )
 
     def size(self) -> int:
@@ -102,7 +112,9 @@ class PlanBuilder:
         self._refresh: set[str] = set()
         self._events: dict[tuple[str, str, str], Feedback] = {}  # the last event per (type, user, item)
         self._item_values: dict[str, tuple[str, ...] | None] = {}
+        self._fan_out: dict[EntityKey, FanOutLikers] = {}
         self.wiped_deletes = 0  # feedback deletes an entity's delete in this plan made moot
+        self._orphan_checks: set[str] = set()
 
     def _wipe(self, pairs: set[PairKey] | None) -> None:
         for pair in pairs or ():
@@ -117,7 +129,9 @@ class PlanBuilder:
         elif isinstance(op, DeleteUser):
             self._deleted_users.add(op.user_id)
             self._users.pop(op.user_id, None)
-            self._wipe(self._pairs_of_user.pop(op.user_id, None))
+            pairs = self._pairs_of_user.pop(op.user_id, None)
+            self._orphan_checks.update(i for _, i in pairs or ())
+            self._wipe(pairs)
             self._events = {k: v for k, v in self._events.items() if k[1] != op.user_id}
         elif isinstance(op, UpsertItem):
             self._items[op.item.item_id] = op.item
@@ -131,6 +145,8 @@ class PlanBuilder:
         elif isinstance(op, RefreshLiked):
             self._refresh.add(op.user_id)
             self._item_values.update(op.items)
+        elif isinstance(op, FanOutLikers):  # a promise, not a state: every one is kept
+            self._fan_out[(*op.entity_key, *(op.users or ()))] = op
         else:
             pair = (op.entity_key[1], op.entity_key[2])
             prev = self._feedback.get(pair)
@@ -141,6 +157,8 @@ class PlanBuilder:
             ):
                 self.wiped_deletes += 1
                 self._refresh.add(pair[0])  # its liked labels lose the item (dropped if erased)
+                if pair[0] in self._deleted_users:
+                    self._orphan_checks.add(pair[1])
                 return
             self._feedback[pair] = (op, prev[1] + 1 if prev else 1)
             self._pairs_of_user.setdefault(pair[0], set()).add(pair)
@@ -180,6 +198,8 @@ class PlanBuilder:
         plan.put_events = dict(sorted(self._events.items()))
         plan.liked_users |= self._refresh
         plan.item_values = dict(self._item_values)
+        plan.fan_out = list(self._fan_out.values())
+        plan.orphan_checks = self._orphan_checks - self._deleted_items
         # a user deleted and not re-inserted has no liked labels to keep
         plan.liked_users -= {u for u in self._deleted_users if u not in self._users}
         return plan

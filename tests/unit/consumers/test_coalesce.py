@@ -165,3 +165,21 @@ def test_a_feedback_delete_after_a_reput_past_the_wipe_is_kept() -> None:
     plan = coalesce([DeleteUser("1"), UpsertUser(User("1")), _put("1", "8", 5), DeleteFeedback("1", "8")])
     assert plan.delete_feedback == [("1", "8")]
     assert plan.put_feedback == {}
+
+
+def test_ratings_a_users_delete_takes_with_it_are_checked_for_blank_items() -> None:
+    """Their own deletes are moot beside the user's (Gorse drops a deleted user's feedback),
+    but the items they were on may be blanks Gorse auto-inserted: the plan names them."""
+    like = Feedback("like", "u1", "m1", 5.0)
+    ops: list[Operation] = [
+        PutFeedback(like, stale_types=("unlike",)),
+        DeleteFeedback("u1", "m2"),  # deleted before the user, in the same plan
+        DeleteUser("u1"),
+        DeleteFeedback("u1", "m3"),  # the cascade after the user's delete
+        DeleteFeedback("u2", "m4"),  # another user's: an ordinary delete
+        DeleteItem("m5"),
+        DeleteFeedback("u9", "m5"),  # its item is deleted: no blank possible
+    ]
+    plan = coalesce(ops)
+    assert plan.delete_users == ["u1"] and plan.delete_feedback == [("u2", "m4")]
+    assert plan.orphan_checks == {"m1", "m2", "m3"}
