@@ -14,7 +14,17 @@ from consumers.replay.runner import Replay
 from consumers.wiring import open_clients
 from gorse_cdc.settings import Settings
 
-EPILOG = """examples:
+REDRIVE = """A re-drive never applies a letter that would set its key back. Before writing, it removes
+from the store (counted in the summary, "superseded"): letters of users in the erasure log (users,
+ratings, events), letters older than another letter of the same key (only the newest of a key
+is applied), and letters whose key has a change committed after the letter's in the CDC archive
+(S3; for the newest minutes, the Kinesis stream). Letters without a commit time (those of an
+archive replay) stay in the store: replay the archive for them. The re-drive is refused when the
+archive or the stream cannot be read, or when the archive's rows carry no commit time
+(settings.s3.timestamp_column), unless --unordered."""
+
+EPILOG = (
+    """examples:
   gorse-cdc replay kinesis                                   # every shard, TRIM_HORIZON -> tip
   gorse-cdc replay kinesis --from-timestamp 2026-11-24T00:00:00Z --tables ratings --dry-run
   gorse-cdc replay kinesis --shards shardId-000000000001 --after-sequence 4959... --rate 500
@@ -28,7 +38,11 @@ the shard's live processing pauses meanwhile. A replay keeps its own job positio
 settings.replay.table, namespace --job): a shard written is not replayed again; kill it and run
 the same command again to go on; --restart forgets the job's positions.
 An archive replay (s3) or a re-drive (dead-letters) applies old records batch by batch and is
-refused while a live consumer runs, unless --beside-live (then run the reconcile after it)."""
+refused while a live consumer runs, unless --beside-live (then run the reconcile after it).
+
+"""
+    + REDRIVE
+)
 
 
 def _time(text: str) -> datetime:
@@ -92,8 +106,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s3.add_argument("--until", type=_time, help="CDC files named at or before this time")
     s3.add_argument("--include-load", action="store_true", help="replay the LOAD files first")
 
-    d = ss.add_parser("dead-letters", parents=[common], help="re-drive the dead-letter store")
+    d = ss.add_parser(
+        "dead-letters",
+        parents=[common],
+        help="re-drive the dead-letter store",
+        description=REDRIVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     d.add_argument("--limit", type=int, default=100_000, help="at most this many letters")
+    d.add_argument(
+        "--unordered",
+        action="store_true",
+        help="skip the check for later changes in the archive and on the stream (letters of "
+        "erased users and older letters of a key are still removed): may set keys back; run the "
+        "reconcile after",
+    )
     p.set_defaults(func=run)
 
 
@@ -142,4 +169,4 @@ async def _main(args: argparse.Namespace, settings: Settings, replay: Replay) ->
         return await replay.kinesis(start, stop, shards, args.stream)
     if args.replay_source == "s3":
         return await replay.archive(args.since, args.until, include_load=args.include_load)
-    return await replay.dead_letters(args.limit)
+    return await replay.dead_letters(args.limit, unordered=args.unordered)
