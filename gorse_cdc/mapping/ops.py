@@ -125,6 +125,27 @@ class RefreshLiked:
 
 
 @dataclass(frozen=True, slots=True)
+class FanOutLikers:
+    """Tell the users who like an item that its label values changed (a RefreshLiked record
+    on each one's shard). Not a source change: a promise the item's writer puts on the item's
+    own shard *before* it writes the item, kept by whoever owns that shard next, in bounded
+    steps (consumers.refresh). ``users``: the likers to tell (a deleted item: Gorse no longer
+    knows them); None: the likers Gorse holds, in user id order; both only after ``after``."""
+
+    item_id: str
+    after: str = ""
+    users: tuple[str, ...] | None = None
+
+    @property
+    def entity_key(self) -> EntityKey:
+        return ("fan-out", self.item_id, self.after)
+
+    @property
+    def liked_labels_of(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class PutEvent:
     """An engagement event (play, complete, ...) as Gorse feedback of its own type. Keyed by
     (type, user, item): it never replaces a rating's like/unlike, nor another event type."""
@@ -141,7 +162,15 @@ class PutEvent:
 
 
 Operation = (
-    UpsertUser | DeleteUser | UpsertItem | DeleteItem | PutFeedback | DeleteFeedback | RefreshLiked | PutEvent
+    UpsertUser
+    | DeleteUser
+    | UpsertItem
+    | DeleteItem
+    | PutFeedback
+    | DeleteFeedback
+    | RefreshLiked
+    | PutEvent
+    | FanOutLikers
 )
 
 
@@ -162,4 +191,6 @@ def describe(op: Operation) -> dict[str, Any]:
         return {"op": name, "ItemId": op.item_id}
     if isinstance(op, RefreshLiked):
         return {"op": name, "UserId": op.user_id, "Items": {i: v for i, v in op.items}}
+    if isinstance(op, FanOutLikers):
+        return {"op": name, "ItemId": op.item_id, "After": op.after, "Users": op.users}
     return {"op": name, "UserId": op.user_id, "ItemId": op.item_id}
