@@ -84,6 +84,48 @@ def shard_waves(shards: Iterable[ShardInfo], chosen: set[str] | None = None) -> 
     return waves
 
 
+def shard_families(shards: Iterable[ShardInfo], chosen: set[str] | None = None) -> list[list[str]]:
+    """The chosen shards grouped by lineage (a shard, its parents and its children in one
+    family), each family in wave order (parents before children). A key lives on one shard of
+    a family at a time and moves to a child at a reshard, so one family's records, coalesced
+    in this order, give each of its keys its final state; two families never share a key.
+
+    Raises ValueError when a chosen shard has a child that is not chosen: the child's writers
+    own its keys now, and the parent's older states written alone would set them back."""
+    infos = {s.shard_id: s for s in shards}
+    order = [s for wave in shard_waves(infos.values(), chosen) for s in wave]
+    wanted = set(order)
+    children: dict[str, set[str]] = {}
+    for info in infos.values():
+        for p in info.parent_shard_ids:
+            children.setdefault(p, set()).add(info.shard_id)
+    for shard in sorted(wanted):
+        missing = sorted(children.get(shard, set()) - wanted)
+        if missing:
+            raise ValueError(
+                f"shard {shard} was resharded into {', '.join(sorted(children[shard]))}: its keys "
+                f"are written on {', '.join(missing)} now, and replaying {shard} without them "
+                "would write older states over newer ones. Replay them too (add them to --shards, "
+                "or leave --shards out)"
+            )
+    root: dict[str, str] = {s: s for s in wanted}
+
+    def find(s: str) -> str:
+        while root[s] != s:
+            root[s] = root[root[s]]
+            s = root[s]
+        return s
+
+    for shard in wanted:
+        for p in infos[shard].parent_shard_ids:
+            if p in wanted:
+                root[find(shard)] = find(p)
+    families: dict[str, list[str]] = {}
+    for shard in order:  # wave order kept inside each family
+        families.setdefault(find(shard), []).append(shard)
+    return sorted(families.values(), key=lambda f: f[0])
+
+
 class CatchUpEta:
     """ETA of a shard replay from Kinesis's MillisBehindLatest: how fast the lag shrinks per
     wall-clock second (smoothed), and so when it reaches zero."""
@@ -119,6 +161,11 @@ class ReplaySummary:
     skipped: int = 0
     dead_lettered: int = 0
     redriven: int = 0
+    # a re-drive's letters removed unapplied (they would set a key back), and those it kept
+    superseded_erased: int = 0  # of a user in the erasure log
+    superseded_older: int = 0  # a newer letter of the same key was there
+    superseded_later: int = 0  # the archive or the stream has a later change of the key
+    unplaced: int = 0  # no commit time to order it by: left in the store
     shards: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -131,4 +178,17 @@ class ReplaySummary:
         ]
         if self.redriven:
             parts.append(f"re-driven {self.redriven}")
+        superseded = [
+            f"{n} by {what}"
+            for n, what in (
+                (self.superseded_erased, "an erasure"),
+                (self.superseded_older, "a newer letter"),
+                (self.superseded_later, "a later change"),
+            )
+            if n
+        ]
+        if superseded:
+            parts.append("superseded (not applied, removed) " + ", ".join(superseded))
+        if self.unplaced:
+            parts.append(f"kept unordered (no commit time) {self.unplaced}")
         return ", ".join(parts)

@@ -30,11 +30,11 @@ from consumers.pipeline import BatchApplier, BatchOutcome
 from consumers.protocols import Applier
 from consumers.records import ShardRecord
 from consumers.replay.archive import ARCHIVE_SHARD, ArchiveSource
-from consumers.replay.borrow import LeaseBorrow, live_owners, live_stop
+from consumers.replay.borrow import BorrowedLeaseLostError, LeaseBorrow, live_owners, live_stop
 from consumers.replay.checkpoints import ReplayCheckpoints, is_finished
 from consumers.replay.dryrun import DryRunSink
-from consumers.replay.plan import RecordFilter, ReplaySummary, StopPoint, shard_waves
-from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record
+from consumers.replay.plan import RecordFilter, ReplaySummary, StopPoint, shard_families
+from consumers.replay.redrive import CollectingStore, S3Letters, SqsLetters, as_record, sort_out
 from consumers.replay.shards import BoundedSource, CoalescingApplier, FilteredApplier, NoCheckpoints
 from consumers.shard_worker import ShardState, ShardWorker
 from consumers.sink.gorse_sink import GorseSink
@@ -72,6 +72,7 @@ class Replay:
         self._bars = 0
         self._workers: set[ShardWorker] = set()
         self._touched: set[str] = set()  # users whose liked labels a Kinesis replay wrote
+        self._borrowed: set[str] = set()  # shards whose lease this replay borrowed
 
     def stop(self) -> None:
         """Finish the current batches (applied and checkpointed), then stop."""
@@ -138,10 +139,14 @@ class Replay:
         shards: set[str] | None = None,
         stream: str | None = None,
     ) -> ReplaySummary:
-        """Every shard's range coalesced and written once; then the liked labels of every
-        user the replay touched are recomputed once every item is final (shards are written
-        in parallel, so a user's plan may have run before an item it likes was written); the
-        borrowed leases are returned only after that."""
+        """Every family of shards (a shard with its parents and children) is read into one
+        coalesced plan and written once, under the borrowed leases of all its shards; then
+        the liked labels of every user the replay touched are recomputed once every item is
+        final (families are written in parallel, so a user's plan may have run before an item
+        it likes was written); the borrowed leases are returned only after that. A lease lost
+        meanwhile (the replay stopped past the failover time) stops the replay with nothing
+        more written for that family (LeaseLostError, exit code 2)."""
+        self._refuse_operation_filter()
         stream = stream or self.settings.kinesis.stream_name
         started_at = datetime.now(UTC)
         async with contextlib.AsyncExitStack() as stack:
@@ -153,77 +158,134 @@ class Replay:
                 stack.callback(renewing.cancel)
                 stack.push_async_callback(self._return_leases, borrow)
             mapper = build_mapper(self.settings)
-            # one sink for every shard (one item cache, one lock per user), writing likers
-            # itself: the replay holds their shards' leases, nobody else writes them now
+            # one sink for every family (one item cache, one lock per user). Beside a live
+            # consumer, likers of edited items are told through refresh records on their own
+            # shards (which the replay may not hold); without one, written here directly
             sink = (
                 DryRunSink()
                 if self.dry_run
-                else gorse_sink(self.settings, clients, mapper, publish=False, metrics=self.metrics)
+                else gorse_sink(
+                    self._on_stream(stream), clients, mapper, publish=borrow is not None, metrics=self.metrics
+                )
             )
             dead = CollectingStore() if self.dry_run else None
             inner = build_applier(
                 self.settings, clients, self.metrics, source_name=stream, sink=sink, dead_letters=dead
             )
-            waves = shard_waves(await list_shards(clients.kinesis, stream), shards)
-            for wave in waves:
-                await asyncio.gather(
-                    *(
-                        self._shard(clients, cps, borrow, inner, stream, s, start, stop, started_at)
-                        for s in wave
-                    )
-                )
-                if self._stop.is_set():
-                    return self.summary
+            try:
+                families = shard_families(await list_shards(clients.kinesis, stream), shards)
+            except ValueError as e:
+                raise FatalError(f"replay kinesis: {e}") from None
+            try:  # one family failing (a lease lost) cancels the others before leases go back
+                async with asyncio.TaskGroup() as tg:
+                    for f in families:
+                        tg.create_task(
+                            self._family(clients, cps, borrow, inner, stream, f, start, stop, started_at)
+                        )
+            except* Exception as group:
+                raise group.exceptions[0] from None
+            if self._stop.is_set():
+                return self.summary
             if isinstance(sink, GorseSink):
                 await self._settle_liked_labels(sink, borrow)
         return self.summary
 
+    def _on_stream(self, stream: str) -> Settings:
+        """The settings with ``stream`` as the live stream (where refresh records go)."""
+        s = self.settings
+        return s.model_copy(update={"kinesis": s.kinesis.model_copy(update={"stream_name": stream})})
+
+    def _refuse_operation_filter(self) -> None:
+        """An operation filter drops some of a key's changes and keeps others (a delete dropped,
+        the insert before it kept): the key would be written in a state it never had after
+        that change, an erased user brought back. Only a dry run may use it."""
+        if self.filter.operations and not self.dry_run:
+            raise FatalError(
+                f"--operations {' '.join(sorted(self.filter.operations))} would write keys without their "
+                "later changes (a deleted user's ratings put back): it is allowed only with --dry-run. "
+                "Use --tables to limit what is written (every change of a key is in one table)"
+            )
+
     async def _settle_liked_labels(self, sink: GorseSink, borrow: LeaseBorrow | None) -> None:
+        """Only users of shards the replay borrowed (or every user, with no live consumer):
+        likers on other shards were told through refresh records."""
         users = sorted(self._touched | sink.refreshed)
         if not users or sink.mapper.liked_feedback_type is None:
             return
         sink.cache.clear()
         tqdm.write(f"recomputing the liked labels of {len(users)} users")
+        borrowed = self._borrowed
         for start in range(0, len(users), 500):
-            if borrow is not None and not all(borrow.may_write(s) for s in borrow.held):
-                raise LeaseLostError(next(s for s in borrow.held if not borrow.may_write(s)))
-            await sink.liked.write(users[start : start + 500], {}, patch_only=True)
+            write = sink.liked.write(users[start : start + 500], {}, patch_only=True)
+            await (borrow.guarded(borrowed, write) if borrow is not None and borrowed else write)
 
     async def _return_leases(self, borrow: LeaseBorrow) -> None:
         for shard in list(borrow.held):
             await borrow.release(shard)
 
-    async def _shard(
+    async def _family(
         self,
         clients: Clients,
         cps: ReplayCheckpoints,
         borrow: LeaseBorrow | None,
         inner: BatchApplier,
         stream: str,
-        shard: str,
+        family: list[str],
         start: StartPosition,
         stop: StopPoint,
         started_at: datetime,
     ) -> None:
-        if is_finished(await cps.position(shard)):
-            log.info("shard already replayed by job %s", self.job, extra={"shard": shard})
+        """Borrow the leases of every open shard of the family, read each shard (parents
+        first) up to its live checkpoint into one plan, write the plan once while every lease
+        borrowed may be written, then mark the family's shards replayed."""
+        todo = []
+        for shard in family:
+            if is_finished(await cps.position(shard)):
+                log.info("shard already replayed by job %s", self.job, extra={"shard": shard})
+            else:
+                todo.append(shard)
+        if not todo:
             return
-        lease = await borrow.acquire(shard) if borrow is not None else None
-        if borrow is not None:
+        stops: dict[str, StopPoint | None] = {}
+        mine: list[str] = []
+        for shard in todo:  # parents first: the live consumer writes a child only after its parent ended
+            lease = await borrow.acquire(shard) if borrow is not None else None
+            stops[shard] = stop
+            if borrow is None:
+                continue
+            if shard in borrow.held:
+                mine.append(shard)
+                self._borrowed.add(shard)
             live = live_stop(lease)
             if live == "":
                 log.info("the live consumer applied nothing on this shard yet", extra={"shard": shard})
-                await cps.finished(shard)
-                return
-            if live is not None:  # never past what the live consumer applied
+                stops[shard] = None
+            elif live is not None:  # never past what the live consumer applied
                 cap = min(int(live), int(stop.sequence_number or live))
-                stop = replace(stop, sequence_number=str(cap), at_tip=False)
-        await self._replay_shard(cps, borrow, inner, clients, stream, shard, start, stop, started_at)
+                stops[shard] = replace(stop, sequence_number=str(cap), at_tip=False)
+        builder = PlanBuilder()
+        for shard in todo:
+            bound = stops[shard]
+            if bound is not None and not await self._read_shard(
+                builder, inner, clients, stream, shard, start, bound, started_at
+            ):
+                return
+        plan = builder.build()
+        where = todo[0] if len(todo) == 1 else f"{', '.join(todo)} (one lineage)"
+        tqdm.write(f"{where}: {builder.operations} changes coalesced into {plan.size()} writes")
+        write = self._write_plan(inner, plan)
+        try:
+            await (borrow.guarded(mine, write) if borrow is not None and mine else write)
+        except LeaseLostError as e:
+            raise BorrowedLeaseLostError(e.shard_id, where) from None
+        self._touched |= plan.liked_users
+        if not self.dry_run:
+            for shard in todo:
+                await cps.finished(shard)
 
-    async def _replay_shard(
+    async def _read_shard(
         self,
-        cps: ReplayCheckpoints,
-        borrow: LeaseBorrow | None,
+        builder: PlanBuilder,
         inner: BatchApplier,
         clients: Clients,
         stream: str,
@@ -231,10 +293,9 @@ class Replay:
         start: StartPosition,
         stop: StopPoint,
         started_at: datetime,
-    ) -> None:
-        """Read the range through the live consumer's ShardWorker into one coalesced plan,
-        then write each key's final state once."""
-        builder = PlanBuilder()
+    ) -> bool:
+        """Read the range through the live consumer's ShardWorker into ``builder``; False when
+        the replay stopped before the end of the range (then nothing is written)."""
         applier = FilteredApplier(CoalescingApplier(inner, builder), self.filter, self.limiter, self.summary)
         reader = ShardReader(clients.kinesis, stream, shard, start, self.metrics)
         worker = ShardWorker(
@@ -255,14 +316,8 @@ class Replay:
             raise worker.error
         if state is not ShardState.SHARD_ENDED:
             log.warning("replay stopped before the end of the range: nothing written", extra={"shard": shard})
-            return
-        plan = builder.build()
-        tqdm.write(f"{shard}: {builder.operations} changes coalesced into {plan.size()} writes")
-        write = self._write_plan(inner, plan)
-        await (borrow.guarded(shard, write) if borrow is not None and shard in borrow.held else write)
-        self._touched |= plan.liked_users
-        if not self.dry_run:
-            await cps.finished(shard)
+            return False
+        return True
 
     async def _write_plan(self, inner: BatchApplier, plan: WritePlan) -> None:
         await inner.write_plan(plan, self._stop.is_set)
@@ -288,6 +343,7 @@ class Replay:
     async def archive(
         self, since: datetime | None, until: datetime | None, *, include_load: bool = False
     ) -> ReplaySummary:
+        self._refuse_operation_filter()
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
             clients = await open_clients(stack, s, self.metrics)
@@ -347,7 +403,9 @@ class Replay:
             await cps.checkpoint(ARCHIVE_SHARD, pos)
 
     # ---- dead letters ---------------------------------------------------------------------------
-    async def dead_letters(self, limit: int = 100_000) -> ReplaySummary:
+    async def dead_letters(self, limit: int = 100_000, *, unordered: bool = False) -> ReplaySummary:
+        """Re-drive the store. Letters that would set a key back are removed unapplied and
+        counted (consumers.replay.superseded); ``unordered`` skips the later-change check."""
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
             clients = await open_clients(stack, s, self.metrics)
@@ -360,6 +418,18 @@ class Replay:
             stored = await store.fetch(limit)
             # per shard in sequence order: the order they were first read in
             stored.sort(key=lambda x: (x.letter.shard_id, int(x.letter.sequence_number or 0)))
+            mapper = build_mapper(s)
+            stored = await sort_out(
+                s,
+                clients,
+                mapper,
+                store,
+                stored,
+                self.summary,
+                unordered=unordered,
+                dry_run=self.dry_run,
+                keep=lambda letter: self.filter.keep(as_record(letter)),
+            )
             bar = self._bar("dead letters", total=len(stored))
             again = CollectingStore()
             applier = self._applier(clients, "dead-letters", dead_letters=again)

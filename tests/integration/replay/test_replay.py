@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 import orjson
@@ -274,9 +275,79 @@ async def test_dead_letters_redriven_after_the_fix(history: Settings, tmp_path: 
     assert len(stored()) == s.dead_lettered + 1
     assert all(d["table"] == "movies" for d in stored() if d["source"] != "test")
     r = await Replay(history, progress=False).dead_letters()
-    assert r.redriven == s.dead_lettered
+    # only the newest letter of each movie is applied; the older ones are superseded by it
+    assert r.redriven + r.superseded_older == s.dead_lettered and r.redriven > 0 and not r.superseded_later
     left = stored()
     assert len(left) == 1 and left[0]["shard_id"] == "shard-x"
     assert left[0]["reason"] != "x" and "JSON" in str(left[0]["reason"])
     async with GorseClient.from_settings(history) as g:
         assert len(await g.export_items()) > 0
+
+
+async def test_a_replay_stopped_past_its_lease_writes_nothing_and_fails(
+    history: Settings, tmp_path: Path
+) -> None:
+    """The replay (a real process) borrows the leases, is stopped with SIGSTOP past the failover
+    time, the live consumer takes its leases back and applies an erasure; resumed, the replay
+    must write nothing of what it read (its plan holds the erased user's ratings), say why, and
+    exit non-zero. Before the fix it wrote its plan unguarded and the user came back."""
+    Stack(history).reset_gorse()
+    table = history.leases.table
+    victim = heaviest_user(history)
+    env = {**_env(history), "GORSE_CDC_REPLAY__JOB": "stopped", "GORSE_CDC_LEASES__FAILOVER_MS": "3000"}
+    argv = [sys.executable, "-m", "entrypoints.cli", "replay", "kinesis", "--restart", "--rate", "300"]
+    async with running_consumer(history) as live:
+        tips = last_sequences(history)
+        await wait_for(lambda: drained(history, table, tips), f"not drained: {leases(history, table)}")
+        log = (tmp_path / "replay.log").open("ab")
+        proc = subprocess.Popen([*argv, "--no-progress"], env=env, stdout=log, stderr=log)  # noqa: ASYNC220
+        try:
+            await wait_for(
+                lambda: any((x.lease_owner or "").startswith("replay:") for x in leases(history, table)),
+                "the replay borrowed no lease",
+                60,
+            )
+            await asyncio.sleep(1.0)  # reading at 300 records/s: far from the end of the range
+            proc.send_signal(signal.SIGSTOP)
+            # the pinned leases expire (3 s failover) and the live consumer takes them back
+            await wait_for(lambda: len(live.coordinator.held) == len(tips), "leases not taken back", 60)
+            await asyncio.to_thread(erase, history, victim)
+            await asyncio.to_thread(run_dms, history, until_idle=True, idle_s=1.0)
+            async with GorseClient.from_settings(history) as g:
+                await wait_for_async(lambda: g.get_user(str(victim)), "the erasure was not applied")
+            proc.send_signal(signal.SIGCONT)
+            rc = await asyncio.to_thread(proc.wait, 300)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+            log.close()
+        out = (tmp_path / "replay.log").read_text()
+        assert rc == 2, out[-3000:]
+        assert "the replay lost the lease of shard" in out and "nothing more of" in out, out[-3000:]
+        tips = last_sequences(history)
+        await wait_for(lambda: drained(history, table, tips), f"not drained: {leases(history, table)}")
+        async with GorseClient.from_settings(history) as g:
+            assert await g.get_user(str(victim)) is None, "the replay brought an erased user back"
+            assert not [f for f in await g.export_feedback() if f.user_id == str(victim)]
+
+
+async def wait_for_async(get: Callable[[], Any], what: str, timeout_s: float = 60.0) -> None:
+    """Until ``get()`` answers None."""
+    deadline = time.monotonic() + timeout_s
+    while await get() is not None:
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+async def test_an_operation_filter_is_refused_unless_dry_run(history: Settings) -> None:
+    """Dropping a key's deletes and keeping its inserts would put a deleted user's ratings back."""
+    inserts = RecordFilter(operations=frozenset({"insert"}))
+    with pytest.raises(FatalError, match="allowed only with --dry-run"):
+        await Replay(job(history, "ops"), record_filter=inserts, progress=False).kinesis(TRIM, StopPoint())
+    with pytest.raises(FatalError, match="allowed only with --dry-run"):
+        await Replay(job(history, "ops"), record_filter=inserts, progress=False).archive(None, None)
+    dry = await Replay(job(history, "ops"), record_filter=inserts, dry_run=True, progress=False).kinesis(
+        TRIM, StopPoint()
+    )
+    assert dry.filtered > 0

@@ -7,7 +7,7 @@ import pytest
 from consumers.kinesis.shards import ShardInfo
 from consumers.records import ShardRecord
 from consumers.replay.archive import format_position, parse_position
-from consumers.replay.plan import CatchUpEta, RecordFilter, StopPoint, shard_waves
+from consumers.replay.plan import CatchUpEta, RecordFilter, StopPoint, shard_families, shard_waves
 from gorse_cdc.dms.record import DmsRecord, encode_record
 from gorse_cdc.retry import RateLimiter
 
@@ -85,3 +85,26 @@ def test_catch_up_eta() -> None:
     assert eta.update(50_000) == "behind 50 s, ETA 5 s"  # 10 s of lag caught up per second
     now[0] = 2.0
     assert eta.update(0) == "caught up"
+
+
+def test_families_group_a_lineage_and_keep_parents_first() -> None:
+    shards = [
+        ShardInfo("a"),
+        ShardInfo("b"),
+        ShardInfo("c", ("a",)),  # split of a
+        ShardInfo("d", ("a",)),
+        ShardInfo("e", ("c", "b")),  # merge of c and b: a, b, c, d, e are one lineage
+        ShardInfo("f"),
+    ]
+    assert shard_families(shards) == [["a", "b", "c", "d", "e"], ["f"]]
+    assert shard_families(shards, {"d", "f"}) == [["d"], ["f"]]  # children alone are exact
+    assert shard_families(shards, {"c", "d", "e"}) == [["c", "e"], ["d"]]
+
+
+def test_a_closed_shard_without_its_children_is_refused() -> None:
+    """Its children's writers own its keys now: its older states written alone set them back."""
+    shards = [ShardInfo("a"), ShardInfo("c", ("a",)), ShardInfo("d", ("a",))]
+    with pytest.raises(ValueError, match=r"shard a was resharded into c, d: its keys are written on d"):
+        shard_families(shards, {"a", "c"})
+    with pytest.raises(ValueError, match="Replay them too"):
+        shard_families(shards, {"a"})
