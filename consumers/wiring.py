@@ -102,18 +102,37 @@ def gorse_sink(
         ttl_s=c.item_cache_ttl_s,
         concurrency=c.gorse_concurrency,
     )
+    publisher = refresh_publisher(settings, clients, mapper) if publish else None
     return GorseSink(
         clients.gorse,
         mapper,
         concurrency=c.gorse_concurrency,
         cache=cache,
         demographics_ttl_s=c.item_cache_ttl_s,
-        publisher=refresh_publisher(settings, clients, mapper) if publish else None,
+        publisher=publisher,
+        fan_out_records=publisher is not None and items_by_id(mapper),
         retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired
         erasures=DynamoErasureLog(clients.dynamodb, c.erasures_table) if c.erasure_guard else None,
         on_refused_events=refused,
         remember_likes=c.remember_likes,
     )
+
+
+def items_by_id(mapper: Mapper) -> bool:
+    """Fan-out records (consumers.refresh) are read after the item's write only on the item's
+    own shard: items must be partitioned by their id; otherwise likers are told in the plan
+    that writes the item (unbounded)."""
+    items = mapper.spec.table_for("item")
+    if items is None or items[1].item is None:
+        return False
+    if items[1].partition_key != items[1].item.id:
+        log.warning(
+            "table %s is partitioned by %s, not by the item id: genre edits tell likers in one plan",
+            items[0],
+            items[1].partition_key,
+        )
+        return False
+    return True
 
 
 def refresh_publisher(settings: Settings, clients: Clients, mapper: Mapper) -> RefreshPublisher | None:

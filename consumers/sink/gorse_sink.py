@@ -33,8 +33,9 @@ from consumers.sink.liked import LikedLabelsWriter
 from gorse_cdc.errors import GorsePermanentError, PermanentRecordError
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.gorse.client import chunks
-from gorse_cdc.gorse.models import Feedback
+from gorse_cdc.gorse.models import Feedback, Item
 from gorse_cdc.mapping import Mapper
+from gorse_cdc.mapping.ops import FanOutLikers
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -83,7 +84,14 @@ class GorseSink:
         erasures: ErasureLog | None = None,
         on_refused_events: Callable[[int], None] | None = None,
         remember_likes: bool = False,
+        fan_out_records: bool = False,
+        fan_out_per_plan: int = 1000,
     ) -> None:
+        # genre edits tell their likers through fan-out records (consumers.refresh), at most
+        # fan_out_per_plan per plan; only with a publisher, and items partitioned by their id
+        self.fan_out_records = fan_out_records and publisher is not None
+        self.fan_out_per_plan = fan_out_per_plan
+        self.fanned_out = 0  # likers told through fan-out records
         self.erasures = erasures
         self._on_refused = on_refused_events
         self.refused_events = 0  # events of erased users, never written
@@ -108,7 +116,9 @@ class GorseSink:
         return list(chunks(rows, self._batch))
 
     async def _likers(self, item_values: dict[str, Values]) -> dict[str, dict[str, Values]]:
-        """user -> {item they liked: its new label values} for the given items."""
+        """user -> {item they liked: its new label values} for the given items. One GET per
+        item: Gorse 0.5's GET /api/item/{id}/feedback/{type} has no paging (it takes no cursor
+        or n), so the plan that tells them is what is bounded (``_fan_out``)."""
         ftype = self.mapper.liked_feedback_type
         if ftype is None or not item_values:
             return {}
@@ -125,8 +135,13 @@ class GorseSink:
         c, limit = self.client, self.concurrency
         # 1. entity deletes (Gorse also drops their feedback)
         refresh = await self._likers(dict.fromkeys(plan.delete_items))
+        if self.fan_out_records and refresh:  # promised before Gorse forgets who they are
+            await self._promise(_listed(refresh))
+            refresh = {}
         if self.erasures is not None and plan.delete_users:
             await self.erasures.record(plan.delete_users)  # before Gorse forgets them
+        if self.erasures is not None and plan.delete_items:
+            await self.erasures.record_items(plan.delete_items)  # before: see _drop_orphan_items
         async with self.liked.locks.hold(plan.delete_users):  # no refresh may interleave
             await run_all(
                 [lambda u=u: _ignore_404(c.delete_user(u)) for u in plan.delete_users]
@@ -143,7 +158,9 @@ class GorseSink:
         # cache holds the new values as soon as Gorse does (refreshes must read them); a plan
         # that fails before its refreshes are written owes them to its retry (``_owed``).
         items = list(plan.upsert_items.values())
-        if items:
+        if items and self.fan_out_records:
+            await self._write_items_promising(items)
+        elif items:
             before = self.cache.known(plan.upsert_items)
             await run_all([lambda b=b: c.upsert_items(b) for b in self._batches(items)], limit)  # type: ignore[misc]
             changed: dict[str, Values] = {}
@@ -185,13 +202,15 @@ class GorseSink:
             + [lambda k=k: c.delete_feedback(k[0], k[1]) for k in plan.delete_feedback],
             limit,
         )
-        if plan.delete_feedback:
-            await self._drop_orphan_items({i for _, i in plan.delete_feedback})
+        orphans = {i for _, i in plan.delete_feedback} | plan.orphan_checks
+        if orphans:
+            await self._drop_orphan_items(orphans - set(plan.delete_items))
         # 5. users: demographics + recomputed liked labels; users refreshed because of an item
         # (their own shard may be elsewhere) are only patched, never created
         self._note_likes(plan)
         await self._write_users(sorted(plan.liked_users), plan)
         await self._refresh_likers(refresh, plan)
+        await self._fan_out(plan.fan_out)
         self._owed.difference_update(plan.upsert_items)  # every refresh is written or published
 
     def _note_likes(self, plan: WritePlan) -> None:
@@ -260,10 +279,18 @@ class GorseSink:
             for i, v in liked.items():
                 if user not in due[i][2]:
                     new.setdefault(user, {})[i] = v
+        left: dict[str, set[str]] = {}  # bounded like a plan's fan-out: the rest at the next tick
+        for user in sorted(new)[self.fan_out_per_plan :]:
+            for i in new.pop(user):
+                left.setdefault(i, set()).add(user)
         if new:
             await self.publisher.publish(new)
-        for i in due:
-            if self._retell.get(i, (0.0, None, frozenset()))[0] <= now:
+        for i, (when, v, told) in due.items():
+            if self._retell.get(i, (0.0, None, frozenset()))[0] > now:
+                continue  # edited again meanwhile: its new entry stands
+            if i in left:
+                self._retell[i] = (when, v, told | {u for u, liked in new.items() if i in liked})
+            else:
                 del self._retell[i]
         return len(new)
 
@@ -275,6 +302,65 @@ class GorseSink:
                 await self.retell_due()
             except Exception as e:  # Gorse or Kinesis busy: the entries stay due
                 log.warning("re-telling likers of edited items failed, retrying: %s", e)
+
+    async def _write_items_promising(self, items: list[Item]) -> None:
+        """Phase 2 with fan-out records: an item whose label values differ from what Gorse
+        holds (the cache, else a GET: a cold cache reads Gorse, so a reload of unchanged rows
+        tells nobody) gets a fan-out record on its own shard *before* it is written. A worker
+        that dies after the write finds Gorse equal on its retry, and the promise already on
+        the stream; one that dies before it finds them different and promises again."""
+        new = {i.item_id: tuple(self.mapper.item_label_values(i.labels)) for i in items}
+        before = await self.cache.values(sorted(new))
+        changed = sorted(i for i, v in new.items() if before.get(i) != v)
+        await self._promise([FanOutLikers(i) for i in changed])
+        await run_all(
+            [lambda b=b: self.client.upsert_items(b) for b in self._batches(items)],  # type: ignore[misc]
+            self.concurrency,
+        )
+        for item_id, values in new.items():
+            self.cache.put(item_id, values)
+
+    async def _promise(self, requests: list[FanOutLikers]) -> None:
+        if requests and self.publisher is not None:
+            await self.publisher.fan_out(requests)
+
+    async def _fan_out(self, requests: Sequence[FanOutLikers]) -> None:
+        """Keep this plan's fan-out promises: at most ``fan_out_per_plan`` likers are told
+        (refresh records on their shards); the rest goes back on the stream as continuation
+        records, put before this plan returns (so before its records are checkpointed). Without
+        a publisher (a replay) they are left: the replay tells the likers of what it writes."""
+        like = self.mapper.liked_feedback_type
+        if not requests or self.publisher is None or like is None:
+            return
+        budget = self.fan_out_per_plan
+        values = await self.cache.values(sorted({r.item_id for r in requests}))
+        refresh: dict[str, dict[str, Values]] = {}
+        told: dict[str, list[str]] = {}
+        rest: list[FanOutLikers] = []
+        for req in _merged(requests):
+            if budget <= 0:
+                rest.append(req)
+                continue
+            if req.users is not None:
+                users = list(req.users)
+            else:
+                users = sorted({f.user_id for f in await self.client.item_feedback(req.item_id, like)})
+            users = [u for u in users if u > req.after]
+            now, later = users[:budget], users[budget:]
+            budget -= len(now)
+            for u in now:
+                refresh.setdefault(u, {})[req.item_id] = values.get(req.item_id)
+            told[req.item_id] = now
+            if later:
+                listed = tuple(later) if req.users is not None else None
+                rest.append(FanOutLikers(req.item_id, now[-1] if now else req.after, listed))
+        await self.publisher.publish(refresh)
+        await self._promise(rest)
+        self.fanned_out += len(refresh)
+        due = self._clock() + self.retell_after_s
+        for item_id, users in told.items():
+            prior = self._retell.get(item_id, (0.0, None, frozenset()))[2]
+            self._retell[item_id] = (due, values.get(item_id), prior | frozenset(users))
 
     async def _refresh_likers(self, refresh: dict[str, dict[str, Values]], plan: WritePlan) -> None:
         if not refresh or self.mapper.liked_feedback_type is None:
@@ -296,7 +382,16 @@ class GorseSink:
         movie's shard) is applied before an older rating of it (on the user's shard): the PUT
         re-creates the item, the cascaded rating delete then leaves it behind. Narrow race,
         documented: a rating PUT for the same blank item by another shard between the check
-        and the delete would be dropped with it (the nightly reconcile restores it)."""
+        and the delete would be dropped with it (the nightly reconcile restores it).
+
+        It follows from state, not from the attempt that created the blank: every plan that
+        removes feedback checks the items it removes it from (``delete_feedback``, and
+        ``orphan_checks``: the ratings a user's delete takes with it), so a worker killed
+        between the feedback delete and the item delete leaves the check to the retry of the
+        same records, however they coalesce then. With the erasure log, only items logged as
+        deleted are read (a blank exists only for an item deleted before a rating of it)."""
+        if self.erasures is not None and item_ids:
+            item_ids = await self.erasures.deleted_items(item_ids)
 
         async def check(item_id: str) -> None:
             item = await self.client.get_item(item_id)
@@ -322,3 +417,27 @@ class GorseSink:
             [lambda g=g: self.liked.write(g, plan.upsert_users) for g in groups],  # type: ignore[misc]
             max(1, self.concurrency // 4),
         )
+
+
+def _listed(refresh: dict[str, dict[str, Values]]) -> list[FanOutLikers]:
+    """Fan-out requests listing the likers of each item (deleted items: Gorse forgets them)."""
+    by_item: dict[str, set[str]] = {}
+    for user, liked in refresh.items():
+        for item_id in liked:
+            by_item.setdefault(item_id, set()).add(user)
+    return [FanOutLikers(i, users=tuple(sorted(us))) for i, us in sorted(by_item.items())]
+
+
+def _merged(requests: Iterable[FanOutLikers]) -> list[FanOutLikers]:
+    """One request per item and kind: read from Gorse after the lowest ``after``; listed users
+    united (each after its own ``after``)."""
+    read: dict[str, str] = {}
+    listed: dict[str, set[str]] = {}
+    for r in requests:
+        if r.users is None:
+            read[r.item_id] = min(read.get(r.item_id, r.after), r.after)
+        else:
+            listed.setdefault(r.item_id, set()).update(u for u in r.users if u > r.after)
+    return [FanOutLikers(i, a) for i, a in sorted(read.items())] + [
+        FanOutLikers(i, users=tuple(sorted(us))) for i, us in sorted(listed.items())
+    ]

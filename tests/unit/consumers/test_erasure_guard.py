@@ -9,11 +9,11 @@ from collections.abc import Iterable
 import pytest
 
 from consumers.coalesce import WritePlan
-from consumers.sink.erasures import MemoryErasureLog, user_hash
+from consumers.sink.erasures import MemoryErasureLog, item_hash, user_hash
 from consumers.sink.gorse_sink import GorseSink
 from consumers.wiring import build_mapper
 from gorse_cdc.errors import GorseRetriableError
-from gorse_cdc.gorse.models import Feedback
+from gorse_cdc.gorse.models import Feedback, Item
 from gorse_cdc.settings import Settings
 from tests.unit.consumers.test_gorse_sink_phases import RecordingGorse
 
@@ -119,3 +119,31 @@ async def test_a_retried_plan_deletes_again_a_user_erased_during_its_first_attem
     await s.write(plan)  # the retry: u1's events are refused now, and u1 is deleted again
     assert gorse.calls[-1] == ("delete_user", "u1")
     assert gorse.calls.count(("put_feedback", "play/u1/m1")) == 1
+
+
+class BlankItems(RecordingGorse):
+    """Gorse holding blank items (auto-inserted for feedback) with no feedback left."""
+
+    def __init__(self, blanks: list[str]) -> None:
+        super().__init__()
+        self.items.update({i: Item(i) for i in blanks})
+        self.reads: list[str] = []
+
+    async def get_item(self, item_id: str) -> Item | None:
+        self.reads.append(item_id)
+        return await super().get_item(item_id)
+
+
+async def test_deleted_items_are_logged_and_only_their_blanks_are_read_and_removed() -> None:
+    log = OrderedLog(RecordingGorse())
+    gorse = BlankItems(["m1", "m2"])
+    log.gorse = gorse
+    s = sink(gorse, log)
+    await s.write(WritePlan(delete_items=["m1"]))
+    assert gorse.calls == [("delete_item", "m1")] and item_hash("m1") in log.hashes
+    gorse.items["m1"] = Item("m1")  # a late rating of m1 made Gorse insert it blank again
+    gorse.calls.clear()
+    # the user's delete took the ratings of m1 (deleted movie) and m2 (never deleted) with it
+    await s.write(WritePlan(delete_users=["u1"], orphan_checks={"m1", "m2"}))
+    assert ("delete_item", "m1") in gorse.calls and ("delete_item", "m2") not in gorse.calls
+    assert gorse.reads == ["m1"]  # m2 is not in the log: no blank can exist, never read
