@@ -35,15 +35,32 @@ class StackSettings(BaseModel):
     postgres_port: int = 15432
     gorse_http_port: int = 18088
     gorse_grpc_port: int = 18086
-    gorse_server_port: int = 18087
-    gorse_worker_port: int = 18089
+    gorse_server_ports: list[int] = Field(
+        default_factory=lambda: [18087, 18097],
+        description="one gorse-server per port (cluster topology); clients spread requests over them",
+    )
+    gorse_worker_port: int = Field(18089, description="the gorse-worker's metrics port (cluster topology)")
     kinesis_port: int = 14567
     kinesis_h2c_port: int = Field(
         14568, description="kinesalite served again over cleartext HTTP/2, for the KCL (which forces HTTP/2)"
     )
     moto_port: int = 15000
     kinesis_emulator: Literal["kinesalite", "kinesis-local"] = "kinesalite"
-    gorse_store: Literal["sqlite", "postgres"] = "sqlite"
+    gorse_topology: Literal["single", "cluster"] = Field(
+        "single",
+        description="single: one gorse-in-one; cluster: gorse-master (on gorse_http/gorse_grpc ports), "
+        "a gorse-server per gorse_server_ports and a gorse-worker, on PostgreSQL stores",
+    )
+    gorse_store: Literal["sqlite", "postgres"] | None = Field(
+        None, description="Gorse's data and cache stores; None: sqlite for single, postgres for cluster"
+    )
+    gorse_database: str = Field(
+        "gorse", description="PostgreSQL stores: the databases <this>_data and <this>_cache (stack's cluster)"
+    )
+    gorse_worker_interval_s: float = Field(
+        5.0, gt=0, description="the gorse-worker's --interval: how often it rebuilds changed users' lists"
+    )
+    gorse_worker_jobs: int = Field(1, ge=1, description="the gorse-worker's --jobs")
     gorse_version: str = "v0.5.11"
     cache_dir: Path = Field(
         Path.home() / ".cache" / "gorse-cdc",
@@ -52,6 +69,17 @@ class StackSettings(BaseModel):
 
     def port(self, name: str) -> int:
         return int(getattr(self, f"{name}_port")) + self.port_offset
+
+    @property
+    def server_ports(self) -> list[int]:
+        """The cluster's gorse-server ports, port_offset added."""
+        return [p + self.port_offset for p in self.gorse_server_ports]
+
+    @property
+    def gorse_store_kind(self) -> Literal["sqlite", "postgres"]:
+        if self.gorse_store is not None:
+            return self.gorse_store
+        return "postgres" if self.gorse_topology == "cluster" else "sqlite"
 
 
 class SourceSettings(BaseModel):
@@ -66,7 +94,15 @@ class SourceSettings(BaseModel):
 
 
 class GorseSettings(BaseModel):
-    url: str | None = None
+    url: str | None = Field(
+        None,
+        description="gorse-in-one, or the cluster's master (bulk export/import; the API when urls is empty)",
+    )
+    urls: list[str] = Field(
+        default_factory=list,
+        description="the REST servers (or one load balancer) that take the API calls, round-robin; "
+        "empty: url, or the local stack's gorse-servers in the cluster topology",
+    )
     api_key: SecretStr = SecretStr("gorse-cdc-local-api-key")
     batch_size: int = Field(500, ge=1, le=10_000)
     timeout_s: float = Field(30.0, gt=0)
@@ -329,6 +365,16 @@ class Settings(BaseSettings):
         if not self.local:
             raise ValueError("gorse.url must be set when local = false (GORSE_CDC_GORSE__URL)")
         return self._loopback("gorse_http")
+
+    @property
+    def gorse_urls(self) -> list[str]:
+        """Where the API calls go (round-robin): gorse.urls; else the local cluster's servers
+        (when gorse.url is not set); else gorse_url."""
+        if self.gorse.urls:
+            return [u.rstrip("/") for u in self.gorse.urls]
+        if self.local and not self.gorse.url and self.stack.gorse_topology == "cluster":
+            return [f"http://{self.stack.host}:{p}" for p in self.stack.server_ports]
+        return [self.gorse_url]
 
     @property
     def source_dsn(self) -> str:

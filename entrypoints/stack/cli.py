@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     down.add_argument("--purge", action="store_true", help="also delete the stack's data directory")
     ss.add_parser("status", help="which parts run, with their pids and endpoints")
     logs = ss.add_parser("logs", help="print the last lines of a part's log")
-    logs.add_argument("part", choices=Stack.PARTS)
+    logs.add_argument(
+        "part", help="postgres, moto, kinesis, gorse (single) or gorse-master, gorse-server-N, gorse-worker"
+    )
     logs.add_argument("-n", type=int, default=50, help="number of lines (default 50)")
     p.set_defaults(func=run)
 
@@ -55,11 +57,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"removed {stack.root}")
         return 0
     if args.stack_cmd == "status":
-        running = 0
-        for name, pid in stack.status().items():
-            print(f"  {name:<10} {'running, pid ' + str(pid) if pid else 'stopped'}")
-            running += pid is not None
-        return 0 if running == len(Stack.PARTS) else 3
+        found = stack.status()
+        print(f"  Gorse topology: {settings.stack.gorse_topology} ({settings.stack.gorse_store_kind} stores)")
+        for name, pid in found.items():
+            print(f"  {name:<15} {'running, pid ' + str(pid) if pid else 'stopped'}")
+        return 0 if all(found[name] is not None for name in stack.part_names) else 3
     log = stack.procs.log_file(args.part)
     if not log.exists():
         print(f"no log yet for {args.part} ({log})")

@@ -7,27 +7,18 @@ loopback; all data and logs live under settings.stack.dir.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from entrypoints.stack import install
+from entrypoints.stack.gorse import LocalGorse
 from entrypoints.stack.postgres import PG_USER, LocalPostgres
 from entrypoints.stack.processes import ProcessSpec, ProcessTable, http_ok, tcp_open, wait_until
 from gorse_cdc.errors import FatalError
 from gorse_cdc.settings import Settings
-
-# Gorse opens SQLite with busy_timeout and WAL; writers then meet each other as SQLITE_BUSY
-# inside deferred transactions (a read that turns into a write cannot wait, it fails) and the
-# busy handler sleeps up to 100 ms between tries. BEGIN IMMEDIATE takes the write lock first,
-# so writers queue instead; synchronous=NORMAL is SQLite's recommended setting in WAL mode
-# (commits do not fsync; a power cut may lose the last commits, never corrupts). Appended by
-# Gorse itself: storage.AppendURLParams keeps ours.
-SQLITE_PARAMS = "?_txlock=immediate&_pragma=synchronous(normal)"
 
 
 @dataclass
@@ -46,6 +37,7 @@ class Stack:
         self.procs = ProcessTable(self.root)
         self.host = settings.stack.host
         self.postgres = LocalPostgres(settings, self.root)
+        self.gorse = LocalGorse(settings, self.root, self.procs, self.postgres)
 
     def _wait(self, name: str, check: Callable[[], bool], what: str, timeout_s: float) -> None:
         """Wait until healthy; fail at once if our process died (e.g. its port is taken)."""
@@ -78,77 +70,18 @@ class Stack:
         return Part("postgres", f"postgresql://{self.host}:{pg.port}/{self.settings.source.database}")
 
     # ---- Gorse ---------------------------------------------------------------------------
-    def _gorse_config(self) -> Path:
-        st = self.settings.stack
-        base = (install.GORSE_MODULE_DIR / "config.toml").read_text("utf-8")
-        text = re.sub(r"(?m)^port = \d+", f"port = {st.port('gorse_grpc')}", base)
-        text = re.sub(r"(?m)^http_port = \d+", f"http_port = {st.port('gorse_http')}", text)
-        text = re.sub(
-            r'(?m)^(http_)?host = "[^"]*"', lambda m: f'{m.group(1) or ""}host = "{self.host}"', text
-        )
-        path = self.root / "gorse" / "config.toml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return path
-
-    def _gorse_stores(self) -> tuple[str, str]:
-        st = self.settings.stack
-        if st.gorse_store == "postgres":
-            s = self.settings.source
-            url = (
-                f"postgres://{s.user}:{s.password.get_secret_value()}@{self.host}:"
-                f"{st.port('postgres')}/gorse?sslmode=disable"
-            )
-            return url, url
-        d = self.root / "gorse"
-        return f"sqlite://{d}/data.sqlite3{SQLITE_PARAMS}", f"sqlite://{d}/cache.sqlite3{SQLITE_PARAMS}"
-
     def start_gorse(self) -> Part:
-        st = self.settings.stack
-        binary = install.ensure_gorse(st.cache_dir, st.gorse_version)
-        config = self._gorse_config()
-        # a fresh cache path per stack: the master prefers the [recommend] it saw last
-        cache = self.root / "gorse" / "cache"
-        cache.mkdir(parents=True, exist_ok=True)
-        data_store, cache_store = self._gorse_stores()
-        key = self.settings.gorse.api_key.get_secret_value()
-        if self.procs.pid("gorse") is None:  # a Gorse just stopped may still hold its ports
-            ports = (st.port("gorse_http"), st.port("gorse_grpc"))
-            deadline = time.monotonic() + 10
-            while any(tcp_open(self.host, p) for p in ports) and time.monotonic() < deadline:
-                time.sleep(0.1)
-        self.procs.start(
-            ProcessSpec(
-                "gorse",
-                [str(binary), "-c", str(config), "--cache-path", str(cache)],
-                env={
-                    "GORSE_DATA_STORE": data_store,
-                    "GORSE_CACHE_STORE": cache_store,
-                    "GORSE_SERVER_API_KEY": key,
-                    "GORSE_ADMIN_API_KEY": key,
-                    # Without dashboard credentials gorse-in-one's master port lets every
-                    # request through with the server key (LoginFilter): set them.
-                    "GORSE_DASHBOARD_USER_NAME": "gorse-cdc",
-                    "GORSE_DASHBOARD_PASSWORD": key,
-                },
-            )
-        )
-        url = self.settings.gorse_url
-        self._wait("gorse", lambda: http_ok(url + "/api/health/ready"), "Gorse", 90)
-        return Part("gorse", url)
+        """Gorse in the configured topology (entrypoints.stack.gorse); its first endpoint."""
+        started = self.gorse.start(self._wait)
+        return Part(", ".join(n for n, _ in started), started[0][1])
+
+    def start_gorse_parts(self) -> list[Part]:
+        return [Part(name, url) for name, url in self.gorse.start(self._wait)]
 
     def reset_gorse(self) -> Part:
         """Stop Gorse, drop its data and cache, start it empty (tests, demos)."""
-        self.procs.stop("gorse")
-        if self.settings.stack.gorse_store == "postgres":
-            self.postgres.psql("DROP DATABASE IF EXISTS gorse WITH (FORCE)")
-            self.postgres.psql(f"CREATE DATABASE gorse OWNER {self.settings.source.user}")
-        d = self.root / "gorse"
-        for name in ("data.sqlite3", "cache.sqlite3"):
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                (d / f"{name}{suffix}").unlink(missing_ok=True)
-        shutil.rmtree(d / "cache", ignore_errors=True)
-        return self.start_gorse()
+        started = self.gorse.reset(self._wait)
+        return Part(", ".join(n for n, _ in started), started[0][1])
 
     # ---- Kinesis emulator --------------------------------------------------------------------
     def start_kinesis(self) -> Part:
@@ -230,7 +163,13 @@ class Stack:
 
     # ---- whole stack ---------------------------------------------------------------------
     PARTS = ("postgres", "moto", "kinesis", "gorse")
-    # APPS (above) are started on top of these by `gorse-cdc demo` and stopped first
+    # APPS (above) are started on top of these by `gorse-cdc demo` and stopped first.
+    # "gorse" stands for the Gorse processes of the configured topology (LocalGorse.names).
+
+    @property
+    def part_names(self) -> list[str]:
+        """Every process of the stack, Gorse's by their own names."""
+        return [*self.PARTS[:-1], *self.gorse.names]
 
     def up(self) -> list[Part]:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -238,15 +177,20 @@ class Stack:
             self.start_postgres(),
             self.start_moto(),
             self.start_kinesis(),
-            self.start_gorse(),
+            *self.start_gorse_parts(),
         ]
 
     def down(self) -> list[str]:
-        stopped = []
-        for name in (*APPS, *reversed(self.PARTS)):
+        stopped = [name for name in APPS if self.procs.stop(name)]
+        stopped += self.gorse.stop()
+        for name in reversed(self.PARTS[:-1]):
             if self.procs.stop(name):
                 stopped.append(name)
         return stopped
 
     def status(self) -> dict[str, int | None]:
-        return {name: self.procs.pid(name) for name in self.PARTS}
+        """pid (or None) of every part of the configured topology, and of any other Gorse process
+        of this stack that runs."""
+        found: dict[str, int | None] = {name: self.procs.pid(name) for name in self.part_names}
+        found.update(self.gorse.running())
+        return found

@@ -82,22 +82,29 @@ def ensure_npm_packages(cache_dir: Path) -> Path:
     return prefix / "node_modules"
 
 
-def gorse_binary(cache_dir: Path, version: str) -> Path:
-    return cache_dir / "gorse" / version / "gorse-in-one"
+GORSE_COMMANDS = ("gorse-in-one", "gorse-master", "gorse-server", "gorse-worker")
 
 
-def ensure_gorse(cache_dir: Path, version: str) -> Path:
-    """Build gorse-in-one once per version (about 2 minutes on 2 cores), then reuse it."""
-    binary = gorse_binary(cache_dir, version)
-    if binary.exists():
-        return binary
+def gorse_binary(cache_dir: Path, version: str, command: str = "gorse-in-one") -> Path:
+    return cache_dir / "gorse" / version / command
+
+
+def ensure_gorse(cache_dir: Path, version: str, command: str = "gorse-in-one") -> Path:
+    """Build every Gorse command (GORSE_COMMANDS) once per version, in one ``go build`` (about
+    2 minutes on 2 cores), then reuse them. Returns the path of ``command``."""
+    if command not in GORSE_COMMANDS:
+        raise ValueError(f"unknown Gorse command {command!r}")
+    folder = gorse_binary(cache_dir, version).parent
+    missing = [c for c in GORSE_COMMANDS if not (folder / c).exists()]
+    if not missing:
+        return folder / command
     go = shutil.which("go") or next(
         (g for g in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go") if Path(g).exists()), None
     )
     if go is None:
         raise FatalError("Go (>= 1.26) is missing: it is needed once to build Gorse from the Go module proxy")
-    print(f"building Gorse {version} from the Go module proxy (once; ~2 min) ...", flush=True)
-    binary.parent.mkdir(parents=True, exist_ok=True)
+    what = ", ".join(missing)
+    print(f"building Gorse {version} ({what}) from the Go module proxy (once; ~2 min) ...", flush=True)
     env = {
         **os.environ,
         "CGO_ENABLED": "0",
@@ -105,12 +112,17 @@ def ensure_gorse(cache_dir: Path, version: str) -> Path:
         # the gorse-io fork pseudo-versions are not in the checksum database
         "GONOSUMDB": "github.com/gorse-io",
     }
-    tmp = binary.with_suffix(".tmp")
+    tmp = folder.with_name(f"{version}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     _run(
-        [go, "build", "-o", str(tmp), "github.com/gorse-io/gorse/cmd/gorse-in-one"],
-        f"go build gorse-in-one {version}",
+        [go, "build", "-o", f"{tmp}/", *(f"github.com/gorse-io/gorse/cmd/{c}" for c in GORSE_COMMANDS)],
+        f"go build {' '.join(GORSE_COMMANDS)} {version}",
         cwd=GORSE_MODULE_DIR,
         env=env,
     )
-    tmp.rename(binary)
-    return binary
+    folder.mkdir(parents=True, exist_ok=True)
+    for c in GORSE_COMMANDS:  # each rename is atomic: a reader never sees half a binary
+        (tmp / c).rename(folder / c)
+    tmp.rmdir()
+    return folder / command

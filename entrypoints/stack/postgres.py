@@ -189,7 +189,7 @@ class LocalPostgres:
         pw_sql = pw.replace("'", "''")
         if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'"):
             self.psql(f"CREATE ROLE {user} LOGIN REPLICATION PASSWORD '{pw_sql}'")
-        for name in (db, "gorse"):
+        for name in (db,):
             if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
                 self.psql(f"CREATE DATABASE {name} OWNER {user}")
         schema = resources.files("entrypoints.stack").joinpath("schema.sql").read_text("utf-8")
