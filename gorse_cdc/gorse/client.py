@@ -9,11 +9,16 @@
   any request is sent.
 - The API key travels only in the X-API-Key header; it is never in a repr, a log line or an
   exception message.
+- Several servers (a cluster's gorse-servers): API calls go round-robin, one connection pool per
+  server; a server that cannot be reached (nothing was sent) gives its request to the next and
+  sits out a few seconds (gorse_cdc.gorse.servers). The bulk and dashboard routes go to the
+  master (base_url). Errors are classified as with one server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -26,6 +31,7 @@ import orjson
 from gorse_cdc.errors import GorseFatalError, GorsePermanentError, GorseRequestError, GorseRetriableError
 from gorse_cdc.gorse.limiter import AdaptiveLimit
 from gorse_cdc.gorse.models import Feedback, Item, User, validate_id
+from gorse_cdc.gorse.servers import ServerRing
 from gorse_cdc.retry import ErrorClass, status_class
 
 log = logging.getLogger(__name__)
@@ -89,13 +95,18 @@ def status_error(
     return GorsePermanentError(method, path, status, message)
 
 
+# served by the master only (gorse-in-one, or the cluster's gorse-master), never by a gorse-server
+MASTER_ROUTES = ("/api/bulk/", "/api/dump", "/api/restore", "/api/purge", "/api/dashboard/")
+
+
 def chunks(rows: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
 
 
 class GorseClient:
-    """Talks to a Gorse server (or gorse-in-one / master for the bulk endpoints)."""
+    """Talks to Gorse: the API on ``servers`` round-robin (default: ``base_url``), the bulk
+    endpoints on ``base_url`` (gorse-in-one, or the cluster's master)."""
 
     def __init__(
         self,
@@ -111,10 +122,13 @@ class GorseClient:
         feedback_writers: int | None = None,
         adaptive: bool = False,
         slow_call_s: float = 1.0,
+        servers: Sequence[str] = (),
     ) -> None:
         # requests in flight adapt to Gorse's answers (gorse_cdc.gorse.limiter); None: fixed
         self.limit = AdaptiveLimit(max_connections, slow_s=slow_call_s) if adaptive else None
         self._base = base_url.rstrip("/")
+        self.servers = ServerRing(servers or [self._base])
+        self.served: collections.Counter[str] = collections.Counter()  # answers per server URL
         # feedback PUTs in flight at once (None: as many as callers); see GorseSettings
         self._feedback_writers = asyncio.Semaphore(feedback_writers) if feedback_writers else None
         self._api_key = api_key
@@ -125,10 +139,11 @@ class GorseClient:
         self._max_connections = max_connections
         self._verify_tls = verify_tls
         self._observe = observe_latency
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[str, aiohttp.ClientSession] = {}  # one pool per server
 
     def __repr__(self) -> str:  # never the key
-        return f"GorseClient({self._base!r}, api_key={'***' if self._api_key else None})"
+        servers = "" if self.servers.urls == [self._base] else f", servers={self.servers.urls!r}"
+        return f"GorseClient({self._base!r}{servers}, api_key={'***' if self._api_key else None})"
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> GorseClient:
@@ -144,6 +159,7 @@ class GorseClient:
             feedback_writers=g.feedback_writers,
             adaptive=g.adaptive_concurrency,
             slow_call_s=g.slow_call_s,
+            servers=settings.gorse_urls,
             **kwargs,
         )
 
@@ -154,23 +170,25 @@ class GorseClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _ensure_session(self, base: str | None = None) -> aiohttp.ClientSession:
+        base = base or self._base
+        session = self._sessions.get(base)
+        if session is None or session.closed:
             headers = {"Content-Type": "application/json"}
             if self._api_key:
                 headers["X-API-Key"] = self._api_key
-            self._session = aiohttp.ClientSession(
+            session = self._sessions[base] = aiohttp.ClientSession(
                 headers=headers,
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._verify_tls),
                 json_serialize=lambda o: orjson.dumps(o).decode(),
             )
-        return self._session
+        return session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
     # ---- transport -----------------------------------------------------------------
     async def _request(
@@ -182,19 +200,14 @@ class GorseClient:
         params: dict[str, str] | None = None,
         raw: bool = False,
     ) -> Any:
-        session = self._ensure_session()
         data = orjson.dumps(body) if body is not None else None
+        bases = [self._base] if path.startswith(MASTER_ROUTES) else self.servers.order()
         if self.limit is not None:
             await self.limit.acquire()  # waits here, where no timeout runs, not inside Gorse
         started, failed = time.perf_counter(), True
         try:
-            async with session.request(method, self._base + path, data=data, params=params) as resp:
-                payload = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
+            status, payload, retry_after = await self._send(bases, method, path, data, params)
             failed = status >= 500 or status == 429
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
         except asyncio.CancelledError:
             failed = False  # the caller gave up (a deadline, a client gone): not Gorse's failure
             raise
@@ -209,6 +222,31 @@ class GorseClient:
         if raw:
             return payload
         return orjson.loads(payload) if payload else None
+
+    async def _send(
+        self, bases: list[str], method: str, path: str, data: bytes | None, params: dict[str, str] | None
+    ) -> tuple[int, bytes, str | None]:
+        """One request to the first server that can be reached: a connection refused (nothing
+        sent) passes it to the next; any other failure raises GorseRetriableError."""
+        for i, base in enumerate(bases):
+            try:
+                session = self._ensure_session(base)
+                async with session.request(method, base + path, data=data, params=params) as resp:
+                    payload = await resp.read()
+                    status, retry_after = resp.status, resp.headers.get("Retry-After")
+            except aiohttp.ClientConnectorError as e:
+                self.servers.unreachable(base)
+                if i + 1 < len(bases):
+                    log.warning("Gorse server %s unreachable (%s): trying %s", base, e, bases[i + 1])
+                    continue
+                raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                self.servers.unreachable(base)  # the next request tries another server first
+                raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
+            self.servers.reachable(base)
+            self.served[base] += 1
+            return status, payload, retry_after
+        raise AssertionError("no Gorse server to send to")  # ServerRing never gives none
 
     # ---- health --------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
@@ -358,7 +396,7 @@ class GorseClient:
         """Stream the master's JSONL export of ``users|items|feedback`` line by line (memory
         bounded by one chunk, not by the export's size)."""
         path = f"/api/bulk/{what}"
-        session = self._ensure_session()
+        session = self._ensure_session(self._base)
         try:
             async with session.get(self._base + path, timeout=aiohttp.ClientTimeout(total=None)) as resp:
                 if resp.status >= 400:
