@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,6 +128,7 @@ def child_env(s: Settings) -> dict[str, str]:
         "GORSE_CDC_KINESIS__SHARD_COUNT": str(s.kinesis.shard_count),
         "GORSE_CDC_S3__PREFIX": s.s3.prefix,
         "GORSE_CDC_SOURCE__SLOT_NAME": s.source.slot_name,
+        "GORSE_CDC_SOURCE__DATABASE": s.source.database,
         "GORSE_CDC_LEASES__TABLE": s.leases.table,
     }
 
@@ -149,8 +150,12 @@ async def dms_put(port: int) -> float:
     return 0.0
 
 
-async def main(args: argparse.Namespace) -> None:
-    base = Settings()
+async def main(
+    args: argparse.Namespace, base: Settings | None = None, reset_gorse: Callable[[], object] | None = None
+) -> dict[str, float]:
+    """The run; ``base`` and ``reset_gorse`` (default: the stack's) let bench/bench_topology.py
+    run it on a Gorse of its own. Returns the figures it printed."""
+    base = base or Settings()
     s = private(base, uuid.uuid4().hex[:8], args.shards)
     ensure_stream(s)
     ensure_bucket(s)
@@ -163,7 +168,7 @@ async def main(args: argparse.Namespace) -> None:
     run = Run()
     dms_port = free_port()
     print("restarting Gorse empty ...")
-    await asyncio.to_thread(Stack(s).reset_gorse)
+    await asyncio.to_thread(reset_gorse or Stack(s).reset_gorse)
     async with GorseClient.from_settings(s) as g, open_consumer(s, metrics) as consumer:
         consumer_stop = asyncio.Event()
         consuming = asyncio.create_task(consumer.run(consumer_stop))
@@ -223,6 +228,7 @@ async def main(args: argparse.Namespace) -> None:
     events, seconds = _activity_summary(out)
     lat = [p[1] * 1000 for p in run.probes]
     rate = events / max(seconds, 1e-9)
+    figures = {"full_load_s": full_load, "achieved_per_s": rate, "probes": len(lat), "lost": run.lost}
     print(f"activity achieved {rate:,.0f} changes/s ({events:,} changes in {seconds:.0f} s)")
     if lat:
         print(
@@ -230,8 +236,11 @@ async def main(args: argparse.Namespace) -> None:
             f"p50 {pct(lat, 50):.0f} ms, p90 {pct(lat, 90):.0f} ms, p99 {pct(lat, 99):.0f} ms, "
             f"max {max(lat):.0f} ms, mean {statistics.mean(lat):.0f} ms"
         )
+    if lat:
+        figures.update(p50_ms=pct(lat, 50), p90_ms=pct(lat, 90), p99_ms=pct(lat, 99), max_ms=max(lat))
     if args.png:
         draw(run, args, Path(args.png))
+    return figures
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,7 +259,7 @@ def spawn(argv: list[str], env: dict[str, str], log: Path, capture: bool = False
         )
 
 
-async def cancelled_by_sigterm(coro: Coroutine[Any, Any, None]) -> None:
+async def cancelled_by_sigterm(coro: Coroutine[Any, Any, object]) -> None:
     """SIGTERM (a killed bench) cancels the bench like Ctrl-C does, so its finally stops the DMS
     and drops the replication slot and the stream (a slot left behind keeps the source's WAL)."""
     task = asyncio.current_task()
