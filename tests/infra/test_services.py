@@ -106,7 +106,9 @@ def test_reconcile_job_is_glue_5_nightly_and_encrypted() -> None:
 
 
 def test_gorse_image_is_pinned_everywhere() -> None:
-    assert load("gorse.yaml")["Parameters"]["GorseImage"]["Default"] == ("zhenghaoz/gorse-in-one:0.5.11")
+    params = load("gorse.yaml")["Parameters"]
+    for role in ("Master", "Server", "Worker"):
+        assert params[f"Gorse{role}Image"]["Default"] == f"zhenghaoz/gorse-{role.lower()}:0.5.11"
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     assert compose["services"]["gorse"]["image"] == "zhenghaoz/gorse-in-one:0.5.11"
 
