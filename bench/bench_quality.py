@@ -265,7 +265,11 @@ def private(base: Settings, tag: str, gorse_url: str) -> Settings:
             "source": base.source.model_copy(
                 update={"slot_name": f"quality_{tag}", "database": f"quality_{tag}"}
             ),
-            "leases": base.leases.model_copy(update={"table": f"quality-leases-{tag}"}),
+            # a generous failover time: on a busy shared machine a late renewal must not stop
+            # the shard (the bench's consumer is alone on its stream)
+            "leases": base.leases.model_copy(
+                update={"table": f"quality-leases-{tag}", "failover_ms": 60_000}
+            ),
             "consumer": base.consumer.model_copy(update={"metrics_port": 0}),
             "gorse": base.gorse.model_copy(update={"url": gorse_url}),
         }
@@ -308,6 +312,16 @@ def load_source(s: Settings, data: Data, train: Sequence[Rating]) -> None:
         with cur.copy("COPY ratings (user_id, movie_id, rating, rated_at) FROM STDIN") as cp:
             for r in train:
                 cp.write_row((r.user, r.movie, r.rating, rated_at(r)))
+
+
+def applied(metrics: Metrics, table: str) -> float:
+    """Records of ``table`` the consumer has applied to Gorse so far."""
+    return sum(
+        smp.value
+        for m in metrics.records_applied.collect()
+        for smp in m.samples
+        if smp.name.endswith("_total") and smp.labels.get("table") == table
+    )
 
 
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -638,15 +652,21 @@ async def main(args: argparse.Namespace) -> None:
                     logs / "dms.log",
                 )
                 print(f"loading {len(split.train):,} training ratings through DMS -> Kinesis -> consumer ...")
-                have, last = 0, 0.0
-                while have < len(split.train):
+                have, last = 0.0, 0.0
+                while have < len(split.train):  # the consumer's count: exporting would stall it
                     if dms.poll() is not None:
                         raise SystemExit(f"dms exited with {dms.returncode}: see {logs / 'dms.log'}")
-                    await asyncio.sleep(2)
-                    have = len(await g.export_feedback())
+                    await asyncio.sleep(1)
+                    have = applied(metrics, "ratings")
                     if time.monotonic() - last > 10:
                         last = time.monotonic()
-                        print(f"  {time.monotonic() - t:5.0f} s  Gorse holds {have:,} ratings", flush=True)
+                        print(
+                            f"  {time.monotonic() - t:5.0f} s  {have:,.0f} ratings applied to Gorse",
+                            flush=True,
+                        )
+                held = len(await g.export_feedback())
+                if held < len(split.train):
+                    raise SystemExit(f"Gorse holds {held:,} of {len(split.train):,} training ratings")
                 print(f"  full load: {time.monotonic() - t:.0f} s")
                 print(
                     "restarting the bench's Gorse: its master fits at start "
