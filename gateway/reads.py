@@ -1,4 +1,4 @@
-"""The read API's logic over Gorse: a user's row (blended, filtered, with fallbacks), similar
+"""The read API's logic over Gorse: a user's row (Gorse's, filtered, with fallbacks), similar
 items, popular and latest, each item enriched with its title and genres. Caches every Gorse
 read it can; knows nothing of HTTP except the Problems it raises for Gorse's failures."""
 
@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.blend import interleave, latest_positive, merge_neighbors, page
 from gateway.cache import TtlCache
 from gateway.problems import Problem
 from gorse_cdc.errors import GorseFatalError, GorsePermanentError, GorseRequestError
@@ -29,13 +28,16 @@ class ReadConfig:
     item_ttl_s: float = 300.0
     cache_size: int = 10_000
     depth: int = 100
-    session_types: frozenset[str] = frozenset({"like", "complete"})
-    session_size: int = 10
+    positive_types: frozenset[str] = frozenset({"like", "complete"})  # a user with one: personal
     popular: str = "most_liked_weekly"
     genres_label: str = "genres"
     recent_ttl_s: float = 60.0
     recent_per_user: int = 200
     deadline_s: float = 3.0  # one Gorse read, its wait for a slot in the client's limit included
+
+
+def page(items: Sequence[str], offset: int, n: int) -> list[str]:
+    return list(items[offset : offset + n])
 
 
 def too_slow(deadline_s: float) -> Problem:
@@ -81,17 +83,15 @@ class Reads:
             return TtlCache(name, ttl, c.cache_size, on_result=on_cache, clock=clock)
 
         self.recs = cache("recommend", c.cache_ttl_s)
-        self.session = cache("session", c.cache_ttl_s)
         self.feedback = cache("feedback", c.fresh_ttl_s)
         self.items = cache("item", c.item_ttl_s)
         self.lists = cache("list", c.cache_ttl_s)
-        self._session_off_until = float("-inf")  # Gorse refused session recommendations
         # items acted on through this gateway, before Gorse has them: user -> {item: when}
         self._recent: dict[str, dict[str, float]] = {}
 
     @property
     def caches(self) -> list[TtlCache[Any]]:
-        return [self.recs, self.session, self.feedback, self.items, self.lists]
+        return [self.recs, self.feedback, self.items, self.lists]
 
     async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
         """One Gorse read within the deadline: a request past it leaves the client's queue (or
@@ -141,23 +141,15 @@ class Reads:
     # ---- rows ---------------------------------------------------------------------------
     async def recommend(self, user: str, n: int, offset: int, category: str | None) -> dict[str, Any]:
         depth = max(self.cfg.depth, n + offset)
-        feedback_task = self.feedback.get_or_load(
+        feedback: list[Feedback] = await self.feedback.get_or_load(
             user, lambda: self._call(lambda: self.gorse.user_feedback(user))
         )
-        cached_task = self.recs.get_or_load(
-            (user, category, depth), lambda: self._call(lambda: self.gorse.recommend(user, depth, category))
-        )
-        if self.recs.fresh((user, category, depth)):  # no Gorse call for it: no task needed
-            feedback, cached = await feedback_task, await cached_task
-        else:
-            feedback, cached = await asyncio.gather(feedback_task, cached_task)
         acted = {f.item_id for f in feedback} | self._recently_acted(user)
         ids: list[str] = []
         source = "personal"
-        if acted:  # a user with no feedback yet is new to Gorse: popular, else latest
-            fresh = await self._session(user, feedback, depth)
-            ids = interleave(fresh, cached, exclude=acted)
-        if not ids:
+        if any(f.feedback_type in self.cfg.positive_types for f in feedback):
+            ids = [i for i in await self._personal(user, feedback, depth, category) if i not in acted]
+        if not ids:  # no like yet (new, unknown, or only plays): popular, else latest
             ids, source = await self._fallback(depth, category, acted)
         return {
             "user": user,
@@ -166,53 +158,17 @@ class Reads:
             "items": await self.enrich(page(ids, offset, n)),
         }
 
-    async def _session(self, user: str, feedback: list[Feedback], depth: int) -> list[str]:
-        latest = latest_positive(feedback, self.cfg.session_types, self.cfg.session_size)
-        if not latest or self._clock() < self._session_off_until:
-            return []
-        key = (user, tuple(f.key for f in latest), depth)
-
-        async def compute() -> list[str]:
-            fresh = await self.gorse.session_recommend(latest, depth)
-            if fresh:
-                return fresh
-            # the local Gorse 0.5.11 answers an uncategorised session request with nothing even
-            # when its item-to-item neighbours exist: sum the latest likes' neighbours here instead
-            lists = await asyncio.gather(*(self._neighbors(f.item_id, depth) for f in latest))
-            return merge_neighbors(lists, exclude=(f.item_id for f in latest))
-
-        async def compute_in_time() -> list[str]:  # raises TimeoutError to every sharer of the load
-            async with asyncio.timeout(self.cfg.deadline_s):
-                return await compute()
-
-        try:
-            result: list[str] = await self.session.get_or_load(key, compute_in_time)
-            return result
-        except TimeoutError:  # the cached row still serves
-            log.warning("session recommendation slower than %g s; row from the cache", self.cfg.deadline_s)
-            return []
-        except GorseRequestError as e:  # the cached row still serves
-            if self._on_error is not None:
-                self._on_error(e)
-            if isinstance(e, GorsePermanentError | GorseFatalError):  # e.g. no item-to-item in Gorse
-                self._session_off_until = self._clock() + 60.0
-                log.warning(
-                    "session recommendation refused by Gorse; rows use the cache only for 60 s: %s", e
-                )
-            else:
-                log.warning("session recommendation unavailable: %s", e)
-            return []
-
-    async def _neighbors(self, item: str, depth: int) -> list[tuple[str, float]]:
-        async def load() -> list[tuple[str, float]]:
-            try:
-                return await self.gorse.item_neighbor_scores(item, depth)
-            except GorsePermanentError as e:
-                if e.status == 404:  # an item deleted since it was liked: no neighbours
-                    return []
-                raise
-
-        result: list[tuple[str, float]] = await self.lists.get_or_load(("neighbors", item, depth), load)
+    async def _personal(
+        self, user: str, feedback: list[Feedback], depth: int, category: str | None
+    ) -> list[str]:
+        """Gorse's own list (its recommenders run per request on the user's latest likes:
+        docker/gorse/config.toml [recommend.ranker]), cached per state of the user's feedback:
+        a new like (seen within ``fresh_ttl_s``) is a new key, so it shapes the next row."""
+        state = hash(tuple(sorted((f.key, f.timestamp.isoformat() if f.timestamp else "") for f in feedback)))
+        result: list[str] = await self.recs.get_or_load(
+            (user, category, depth, state),
+            lambda: self._call(lambda: self.gorse.recommend(user, depth, category)),
+        )
         return result
 
     async def _fallback(self, depth: int, category: str | None, acted: set[str]) -> tuple[list[str], str]:

@@ -32,8 +32,7 @@ def read_config(settings: Settings) -> ReadConfig:
         item_ttl_s=g.item_ttl_s,
         cache_size=g.cache_size,
         depth=g.rec_depth,
-        session_types=frozenset(g.session_feedback_types),
-        session_size=g.session_size,
+        positive_types=frozenset(g.positive_feedback_types),
         popular=g.popular_recommender,
         genres_label=g.genres_label,
         # interactive reads: a few seconds, never Gorse's bulk-write timeout (30 s by default)

@@ -45,6 +45,7 @@ class StackSettings(BaseModel):
         14568, description="kinesalite served again over cleartext HTTP/2, for the KCL (which forces HTTP/2)"
     )
     moto_port: int = 15000
+    mariadb_port: int = Field(13306, description="MariaDB (tests of Gorse on a MySQL store only)")
     kinesis_emulator: Literal["kinesalite", "kinesis-local"] = "kinesalite"
     gorse_topology: Literal["single", "cluster"] = Field(
         "single",
@@ -118,9 +119,15 @@ class GorseSettings(BaseModel):
     feedback_writers: int | None = Field(
         None,
         ge=1,
-        description="feedback PUTs in flight at once per process (None: unbounded). Set 1 with a "
-        "PostgreSQL or MySQL Gorse store: Gorse 0.5.11 inserts a batch's users and items in Go map "
-        "order, so concurrent batches deadlock (40P01) and retry for minutes",
+        description="feedback PUTs in flight at once per process (None: unbounded). Not needed "
+        "against deadlocks any more (write_partitions); a bound on load only",
+    )
+    write_partitions: int | None = Field(
+        4,
+        ge=1,
+        description="items are split into this many partitions; concurrent writes of one process "
+        "hold one partition and all their users each, so they share no key and cannot deadlock in "
+        "a SQL store (gorse_cdc.gorse.write_locks). None: no discipline",
     )
 
 
@@ -295,10 +302,10 @@ class GatewaySettings(BaseModel):
     fresh_ttl_s: float = Field(0.5, ge=0, description="a user's feedback is re-read from Gorse this often")
     item_ttl_s: float = Field(300.0, ge=0, description="titles and genres cached this long")
     rec_depth: int = Field(100, ge=1, le=1000, description="recommendations fetched per user (n+offset cap)")
-    session_feedback_types: list[str] = Field(
-        default_factory=lambda: ["like", "complete"], description="the latest of these shape the rows"
+    positive_feedback_types: list[str] = Field(
+        default_factory=lambda: ["like", "complete"],
+        description="a user with one of these gets Gorse's own row (else popular, then latest)",
     )
-    session_size: int = Field(10, ge=1, description="latest actions sent to the session recommendation")
     popular_recommender: str = Field("most_liked_weekly", description="Gorse non-personalized name")
     genres_label: str = "genres"
     tls: bool = Field(True, description="serve HTTPS only (plain HTTP refused)")

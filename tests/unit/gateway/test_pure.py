@@ -1,4 +1,4 @@
-"""The gateway's pure parts: token buckets, keys and hashes, problems, the blend, the TTL cache,
+"""The gateway's pure parts: token buckets, keys and hashes, problems, paging, the TTL cache,
 the event models."""
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gateway.blend import interleave, latest_positive, merge_neighbors, page
 from gateway.cache import TtlCache
 from gateway.events import EventBatch, check_types, to_record
 from gateway.keys import hash_key, key_id_of, matches, new_key
 from gateway.problems import Problem, too_many
 from gateway.ratelimit import Buckets, TokenBucket
-from gorse_cdc.gorse.models import Feedback
+from gateway.reads import page
 
 
 def test_a_bucket_allows_its_burst_then_refills_at_its_rate() -> None:
@@ -69,23 +68,9 @@ def test_a_problem_renders_rfc9457_with_extras_and_headers() -> None:
     assert too_many(0.2).headers["Retry-After"] == "1" and too_many(2.5).headers["Retry-After"] == "3"
 
 
-def test_interleave_leads_with_fresh_drops_duplicates_and_acted_items() -> None:
-    assert interleave(["a", "b", "c"], ["x", "a", "y", "z"], exclude={"y"}) == ["a", "x", "b", "c", "z"]
-    assert interleave([], ["x", "y"]) == ["x", "y"]
+def test_a_page_is_a_slice() -> None:
     assert page(["a", "b", "c"], 1, 1) == ["b"]
-
-
-def test_latest_positive_picks_the_newest_positive_actions() -> None:
-    t = lambda h: datetime(2026, 11, 28, h, tzinfo=UTC)  # noqa: E731
-    fb = [
-        Feedback("like", "u", "old", 5, t(1)),
-        Feedback("unlike", "u", "meh", 2, t(9)),
-        Feedback("complete", "u", "new", 1, t(8)),
-        Feedback("like", "u", "mid", 4, t(5)),
-        Feedback("like", "u", "undated", 4, None),
-    ]
-    got = latest_positive(fb, frozenset({"like", "complete"}), 3)
-    assert [f.item_id for f in got] == ["new", "mid", "old"]
+    assert page(["a"], 3, 2) == []
 
 
 async def test_the_cache_expires_counts_and_shares_one_load() -> None:
@@ -144,11 +129,3 @@ def test_events_are_validated_and_become_records_keyed_by_user() -> None:
     ):
         with pytest.raises(ValidationError):
             EventBatch.model_validate(bad)
-
-
-def test_neighbours_of_several_likes_add_up_and_acted_items_are_left_out() -> None:
-    lists = [[("a", 0.5), ("b", 0.4)], [("b", 0.3), ("c", 0.6), ("x", 0.9)]]
-    assert merge_neighbors(lists, exclude={"x"}, decay=1.0) == ["b", "c", "a"]  # 0.7, 0.6, 0.5
-    # newest first, each older like weighs less: the latest action leads
-    assert merge_neighbors(lists, exclude={"x"}, decay=0.5) == ["b", "a", "c"]  # 0.55, 0.5, 0.3
-    assert merge_neighbors([]) == []

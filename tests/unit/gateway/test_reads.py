@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,8 +22,6 @@ class MemoryGorse:
         }
         self.feedback: dict[str, list[Feedback]] = {}
         self.cached: dict[str, list[str]] = {}
-        self.session: list[str] = []
-        self.neighbors: dict[str, list[tuple[str, float]]] = {}
         self.popular: list[str] = []
         self.fail: Exception | None = None
         self.calls: list[str] = []
@@ -36,15 +33,8 @@ class MemoryGorse:
         return self.feedback.get(user, [])
 
     async def recommend(self, user: str, n: int, category: Any = None) -> list[str]:
+        self.calls.append("recommend")
         return self.cached.get(user, [])[:n]
-
-    async def session_recommend(self, fb: Any, n: int) -> list[str]:
-        return self.session[:n]
-
-    async def item_neighbor_scores(self, item: str, n: int) -> list[tuple[str, float]]:
-        if item not in self.items:
-            raise GorsePermanentError("GET", f"/api/item/{item}/neighbors/", 404, "item not found")
-        return self.neighbors.get(item, [])[:n]
 
     async def non_personalized(self, name: str, n: int, category: Any = None) -> list[str]:
         return self.popular[:n]
@@ -72,18 +62,45 @@ async def test_a_new_user_gets_popular_then_latest() -> None:
     }  # fmt: skip
 
 
-async def test_acted_items_leave_and_the_latest_likes_lead() -> None:
+async def test_a_user_with_a_like_gets_gorses_row_minus_the_items_acted_on() -> None:
     g = MemoryGorse()
     g.feedback["u"] = [Feedback("like", "u", "m1", 5)]
     g.cached["u"] = ["m1", "m2", "m3", "m4"]
-    g.session = ["m10", "m2", "m11"]
     r = reads(g)
     row = await r.recommend("u", 5, 0, None)
-    assert [i["id"] for i in row["items"]] == ["m10", "m2", "m11", "m3", "m4"]
-    r.acted("u", ["m10", "m3"])  # events just accepted through this gateway
+    assert row["source"] == "personal" and [i["id"] for i in row["items"]] == ["m2", "m3", "m4"]
+    r.acted("u", ["m3"])  # events just accepted through this gateway
     row = await r.recommend("u", 5, 0, None)
-    assert [i["id"] for i in row["items"]] == ["m2", "m11", "m4"]
-    assert (await r.recommend("u", 1, 1, None))["items"][0]["id"] == "m11"  # offset
+    assert [i["id"] for i in row["items"]] == ["m2", "m4"]
+    assert (await r.recommend("u", 1, 1, None))["items"][0]["id"] == "m4"  # offset
+
+
+async def test_a_user_with_only_plays_gets_the_fallback_not_gorses_latest() -> None:
+    g = MemoryGorse()
+    g.feedback["u"] = [Feedback("play", "u", "m9", 1)]
+    g.cached["u"] = ["m8", "m7"]  # Gorse's own fallback (latest) for a user without likes
+    row = await reads(g).recommend("u", 2, 0, None)
+    assert row["source"] == "latest" and [i["id"] for i in row["items"]] == ["m8", "m7"]
+    assert "recommend" not in g.calls
+
+
+async def test_a_new_like_reads_gorses_row_again_at_once_else_the_row_is_cached() -> None:
+    """Was: the row was cached for cache_ttl_s (30 s) whatever the user did, and a hand-written
+    blend of item neighbours stood in for Gorse's hourly lists."""
+    now = [0.0]
+    g = MemoryGorse()
+    g.feedback["u"] = [Feedback("like", "u", "m1", 5)]
+    g.cached["u"] = ["m2", "m3"]
+    r = Reads(g, ReadConfig(fresh_ttl_s=0.5, cache_ttl_s=30), clock=lambda: now[0])  # type: ignore[arg-type]
+    await r.recommend("u", 5, 0, None)
+    now[0] = 1.0
+    await r.recommend("u", 5, 0, None)
+    assert g.calls.count("recommend") == 1  # same feedback: the cached row
+    g.feedback["u"].append(Feedback("like", "u", "m2", 5))
+    g.cached["u"] = ["m5", "m6"]  # Gorse's answer to the new like
+    now[0] = 2.0
+    row = await r.recommend("u", 5, 0, None)
+    assert g.calls.count("recommend") == 2 and [i["id"] for i in row["items"]] == ["m5", "m6"]
 
 
 async def test_gorse_failures_become_clear_problems() -> None:
@@ -113,22 +130,6 @@ async def test_the_feedback_is_read_again_after_fresh_ttl_only() -> None:
     assert g.calls.count("feedback") == 2
 
 
-async def test_without_a_session_answer_the_neighbours_of_the_latest_likes_lead() -> None:
-    g = MemoryGorse()
-    t = lambda h: datetime(2026, 11, 28, h, tzinfo=UTC)  # noqa: E731
-    g.feedback["u"] = [
-        Feedback("like", "u", "m1", 5, t(1)),
-        Feedback("like", "u", "m2", 5, t(2)),
-        Feedback("like", "u", "gone", 5, t(3)),
-    ]
-    g.cached["u"] = ["m3", "m4", "m5"]
-    g.neighbors = {"m1": [("m7", 0.5), ("m8", 0.4)], "m2": [("m8", 0.3), ("m9", 0.6), ("m1", 0.9)]}
-    row = await reads(g).recommend("u", 6, 0, None)
-    # newest like first ("gone": no neighbours), m2 weighs 0.7, m1 0.49: m8 0.406, m9 0.42, m7 0.245
-    # (m1 is liked: excluded), interleaved with the cached list
-    assert [i["id"] for i in row["items"]] == ["m9", "m3", "m8", "m4", "m7", "m5"]
-
-
 async def test_a_gorse_read_past_its_deadline_is_a_503_not_a_wait() -> None:
     """Was: a read waited as long as Gorse (or the client's queue) took, 30 s by default."""
     g = MemoryGorse()
@@ -144,21 +145,6 @@ async def test_a_gorse_read_past_its_deadline_is_a_503_not_a_wait() -> None:
         await asyncio.wait_for(reads(g, deadline_s=0.1).recommend("u", 5, 0, None), 5)
     assert e.value.status == 503 and e.value.headers["Retry-After"] == "1"
     assert time.monotonic() - started < 1
-
-
-async def test_a_slow_session_answer_leaves_the_cached_row() -> None:
-    g = MemoryGorse()
-    g.feedback["u"] = [Feedback("like", "u", "m1", 5)]
-    g.cached["u"] = ["m2", "m3"]
-
-    async def slow(fb: Any, n: int) -> list[str]:
-        await asyncio.sleep(10)
-        return []
-
-    g.session_recommend = slow  # type: ignore[method-assign]
-    r = reads(g, deadline_s=0.1)
-    rows = await asyncio.wait_for(asyncio.gather(*(r.recommend("u", 5, 0, None) for _ in range(3))), 5)
-    assert [[i["id"] for i in row["items"]] for row in rows] == [["m2", "m3"]] * 3
 
 
 def test_items_acted_on_are_forgotten_once_gorse_has_them() -> None:
