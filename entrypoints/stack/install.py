@@ -51,6 +51,27 @@ def ensure_postgres() -> None:
     )
 
 
+MARIADB_BIN = Path("/usr/sbin/mariadbd")
+
+
+def ensure_mariadb() -> None:
+    """Debian's mariadb-server (10.11 on bookworm), for the tests of Gorse on a MySQL store;
+    installed when missing (as root, like PostgreSQL). Its service is never started: the tests
+    run their own mariadbd (entrypoints.stack.mariadb)."""
+    if MARIADB_BIN.exists() and shutil.which("mariadb-install-db"):
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise FatalError("MariaDB is missing: install the Debian package mariadb-server")
+    print("installing MariaDB (Debian package mariadb-server) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
+    _run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mariadb-server", "mariadb-client"],
+        "apt-get install mariadb-server",
+        env=env,
+    )
+
+
 def ensure_chromium() -> str:
     """Headless Chromium (Debian package) for the gateway's browser test; installed when missing
     (as root, like PostgreSQL). Returns the binary's path."""

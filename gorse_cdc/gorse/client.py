@@ -32,6 +32,7 @@ from gorse_cdc.errors import GorseFatalError, GorsePermanentError, GorseRequestE
 from gorse_cdc.gorse.limiter import AdaptiveLimit
 from gorse_cdc.gorse.models import Feedback, Item, User, validate_id
 from gorse_cdc.gorse.servers import ServerRing
+from gorse_cdc.gorse.write_locks import WriteLocks
 from gorse_cdc.retry import ErrorClass, status_class
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class GorseClient:
         adaptive: bool = False,
         slow_call_s: float = 1.0,
         servers: Sequence[str] = (),
+        write_partitions: int | None = None,
     ) -> None:
         # requests in flight adapt to Gorse's answers (gorse_cdc.gorse.limiter); None: fixed
         self.limit = AdaptiveLimit(max_connections, slow_s=slow_call_s) if adaptive else None
@@ -131,6 +133,8 @@ class GorseClient:
         self.served: collections.Counter[str] = collections.Counter()  # answers per server URL
         # feedback PUTs in flight at once (None: as many as callers); see GorseSettings
         self._feedback_writers = asyncio.Semaphore(feedback_writers) if feedback_writers else None
+        # concurrent writes share no user and no item (None: no discipline); see write_locks
+        self.write_locks = WriteLocks(write_partitions) if write_partitions else None
         self._api_key = api_key
         self.batch_size = batch_size
         # sock_connect, not connect: waiting for a pooled connection is back-pressure, not an
@@ -160,6 +164,7 @@ class GorseClient:
             adaptive=g.adaptive_concurrency,
             slow_call_s=g.slow_call_s,
             servers=settings.gorse_urls,
+            write_partitions=g.write_partitions,
             **kwargs,
         )
 
@@ -263,18 +268,39 @@ class GorseClient:
         return affected
 
     async def upsert_users(self, users: Sequence[User]) -> int:
-        return await self._chunked("POST", "/api/users", [u.to_json() for u in users])
+        locks = self.write_locks
+        if locks is None:
+            return await self._chunked("POST", "/api/users", [u.to_json() for u in users])
+        rows = [u.to_json() for u in sorted(users, key=lambda u: u.user_id)]  # stable: first wins
+        async with locks.users.hold(u.user_id for u in users):
+            return await locks.retrying(lambda: self._chunked("POST", "/api/users", rows))
 
     async def upsert_items(self, items: Sequence[Item]) -> int:
-        return await self._chunked("POST", "/api/items", [i.to_json() for i in items])
+        locks = self.write_locks
+        if locks is None:
+            return await self._chunked("POST", "/api/items", [i.to_json() for i in items])
+        parts = locks.split(sorted(items, key=lambda i: i.item_id), lambda i: i.item_id)
+        return await locks.each_partition(
+            parts, lambda part: self._chunked("POST", "/api/items", [i.to_json() for i in part])
+        )
 
     async def put_feedback(self, feedback: Sequence[Feedback]) -> int:
         """Overwrite feedback rows (idempotent). Never POST: see the module docstring."""
-        rows = [f.to_json() for f in feedback]
         if self._feedback_writers is None:
-            return await self._chunked("PUT", "/api/feedback", rows)
+            return await self._put_feedback(feedback)
         async with self._feedback_writers:
-            return await self._chunked("PUT", "/api/feedback", rows)
+            return await self._put_feedback(feedback)
+
+    async def _put_feedback(self, feedback: Sequence[Feedback]) -> int:
+        locks = self.write_locks
+        if locks is None:
+            return await self._chunked("PUT", "/api/feedback", [f.to_json() for f in feedback])
+        ordered = sorted(feedback, key=lambda f: (f.user_id, f.item_id, f.feedback_type))  # stable
+        parts = locks.split(ordered, lambda f: f.item_id)
+        async with locks.users.hold(f.user_id for f in feedback):
+            return await locks.each_partition(
+                parts, lambda part: self._chunked("PUT", "/api/feedback", [f.to_json() for f in part])
+            )
 
     async def patch_user(self, user_id: str, *, labels: Any = None, comment: str | None = None) -> None:
         body = {"Labels": labels, "Comment": comment}
@@ -285,10 +311,24 @@ class GorseClient:
 
     async def delete_user(self, user_id: str) -> None:
         """Deletes the user and, in Gorse, all of the user's feedback."""
-        await self._request("DELETE", f"/api/user/{_seg('UserId', user_id)}")
+        path = f"/api/user/{_seg('UserId', user_id)}"
+        if self.write_locks is None:
+            await self._request("DELETE", path)
+            return
+        async with self.write_locks.users.hold([user_id]):  # not beside a write of the user's
+            await self._request("DELETE", path)
 
     async def delete_item(self, item_id: str) -> None:
-        await self._request("DELETE", f"/api/item/{_seg('ItemId', item_id)}")
+        path = f"/api/item/{_seg('ItemId', item_id)}"
+        if self.write_locks is None:
+            await self._request("DELETE", path)
+            return
+        parts = self.write_locks.split([item_id], str)
+        await self.write_locks.each_partition(parts, lambda _: self._delete_counted(path))
+
+    async def _delete_counted(self, path: str) -> int:
+        await self._request("DELETE", path)
+        return 0
 
     async def delete_feedback(self, user_id: str, item_id: str, feedback_type: str | None = None) -> int:
         """Delete one typed row, or every type for (user, item) when feedback_type is None."""
