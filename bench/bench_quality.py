@@ -372,16 +372,20 @@ class Lists:
     g: GorseClient
     http: aiohttp.ClientSession
     sources: Counter[str] = field(default_factory=Counter)
+    refused: int = 0  # gateway answers other than 200 (retried)
 
     async def gateway_row(self, user: int) -> list[int]:
+        """The row through the gateway; 503s (Gorse slower than the gateway's 3 s deadline on a
+        busy machine) are retried for up to ~30 s, then raise."""
         url = f"{self.gw.url}/v1/users/{user}/recommendations?n={K}"
-        for attempt in range(5):
+        for attempt in range(8):
             async with self.http.get(url, headers={"X-API-Key": self.gw_key}, ssl=self.gw.ssl()) as r:
                 if r.status == 200:
                     body = await r.json()
                     self.sources[body.get("source", "?")] += 1
                     return [int(i["id"]) for i in body["items"]]
-                if r.status not in (429, 503) or attempt == 4:
+                self.refused += 1
+                if r.status not in (429, 503) or attempt == 7:
                     raise RuntimeError(f"gateway {r.status}: {await r.text()}")
             await asyncio.sleep(0.5 * (attempt + 1))
         return []
@@ -413,6 +417,7 @@ class Reaction:
     to_gorse: list[float] = field(default_factory=list)  # commit -> like readable in Gorse, s
     streamed: int = 0
     lost: int = 0
+    unreadable: int = 0  # probes skipped: a row could not be read
 
 
 class Pacer:
@@ -447,8 +452,14 @@ async def stream_likes(
     conn = await psycopg.AsyncConnection.connect(s.source_dsn, autocommit=True)
     lock = asyncio.Lock()  # one connection: one statement at a time
 
-    async def rows(user: int) -> dict[str, list[int]]:
-        gw, gr = await asyncio.gather(lists.gateway_row(user), lists.gorse_row(user))
+    async def rows(user: int) -> dict[str, list[int]] | None:
+        try:
+            gw, gr = await asyncio.gather(lists.gateway_row(user), lists.gorse_row(user))
+        except Exception as e:  # a read that failed after its retries: this probe is lost
+            rx.unreadable += 1
+            if rx.unreadable <= 3:
+                print(f"  a row could not be read (probe skipped): {e}", flush=True)
+            return None
         return {"gateway row": gw, "Gorse /api/recommend": gr}
 
     async def chain(user: int) -> None:
@@ -478,6 +489,8 @@ async def stream_likes(
                 await asyncio.sleep(0.2)
             await asyncio.sleep(settle)
             after = await rows(user)
+            if before is None or after is None:
+                continue
             for name in before:
                 rx.changed[name] += before[name] != after[name]
                 if r.movie in nxt:
@@ -520,7 +533,10 @@ def print_quality(results: dict[str, Scores], anchor: str | None) -> None:
 
 def print_reaction(rx: Reaction) -> None:
     lat = sorted(rx.to_gorse)
-    print(f"\nstreaming: {rx.streamed:,} held-out likes committed, {rx.lost} not in Gorse within 60 s")
+    print(
+        f"\nstreaming: {rx.streamed:,} held-out likes committed, {rx.lost} not in Gorse within 60 s, "
+        f"{rx.unreadable} probes skipped (a row unreadable)"
+    )
     if lat:
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
         print(f"  commit -> like readable in Gorse: p50 {statistics.median(lat):.2f} s, p99 {p99:.2f} s")
@@ -727,11 +743,18 @@ async def main(args: argparse.Namespace) -> None:
                             f"{args.stream_seconds:.0f} s (DMS -> Kinesis -> consumer -> Gorse) ..."
                         )
                         lists.sources.clear()
-                        rx = await stream_likes(
-                            s, lists, split, args.stream_rate, args.stream_seconds, args.settle
+                        try:
+                            rx = await stream_likes(
+                                s, lists, split, args.stream_rate, args.stream_seconds, args.settle
+                            )
+                        except Exception as e:  # keep the quality figures and draw them
+                            print(f"  streaming failed: {e!r}")
+                        else:
+                            print_reaction(rx)
+                        print(
+                            f"  gateway row sources while streaming: {dict(lists.sources)}, "
+                            f"{lists.refused} answers other than 200 (retried)"
                         )
-                        print_reaction(rx)
-                        print(f"  gateway row sources while streaming: {dict(lists.sources)}")
             finally:
                 if dms is not None and dms.poll() is None:
                     dms.send_signal(signal.SIGTERM)
