@@ -54,6 +54,13 @@ class Metrics:
             "engagement events of erased (deleted) users, refused and never written",
             registry=r,
         )
+        self.info = Gauge(
+            f"{PREFIX}_consumer_info",
+            "1, labelled with this process's worker id, stream and engine (gorse-cdc status joins "
+            "its shards to the lease table's owners by it)",
+            ["worker", "stream", "engine"],
+            registry=r,
+        )
         self.leases_held = Gauge(f"{PREFIX}_leases_held", "shard leases this worker holds", registry=r)
         self.gorse_retries = Counter(
             f"{PREFIX}_gorse_retries", "retriable Gorse failures (backoff, no progress)", registry=r

@@ -75,6 +75,7 @@ class Consumer:
         self.stream = settings.kinesis.stream_name
         self.worker_id = settings.consumer.worker_id or default_worker_id()
         self.metrics = metrics or Metrics()
+        self.metrics.info.labels(self.worker_id, self.stream, "native").set(1)
         self.workers: dict[str, tuple[ShardWorker, asyncio.Task[ShardState]]] = {}
         self.coordinator = LeaseCoordinator(
             parts.leases,

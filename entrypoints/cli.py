@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "glue.cli",
     "gateway.cli",
     "entrypoints.demo",
+    "entrypoints.status",
 ]
 
 
