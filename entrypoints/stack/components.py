@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from entrypoints.stack import install
+from entrypoints.stack import install, prometheus
 from entrypoints.stack.gorse import LocalGorse
 from entrypoints.stack.postgres import PG_USER, LocalPostgres
 from entrypoints.stack.processes import ProcessSpec, ProcessTable, http_ok, tcp_open, wait_until
@@ -161,8 +161,15 @@ class Stack:
         self._wait("moto", lambda: http_ok(url + "/moto-api/"), "moto server", 60)
         return Part("moto (S3, DynamoDB, SQS)", url)
 
+    # ---- Prometheus (alert rules of infra/prometheus/) and the status exporter -----------
+    def start_prometheus(self) -> list[Part]:
+        started = prometheus.start(self.settings, self.procs, self.root)
+        self._wait("prometheus", lambda: prometheus.ready(self.settings), "Prometheus", 60)
+        return [Part(name, endpoint) for name, endpoint in started]
+
     # ---- whole stack ---------------------------------------------------------------------
     PARTS = ("postgres", "moto", "kinesis", "gorse")
+    OBSERVERS = ("prometheus", "status-exporter")  # shown by status, not required by it
     # APPS (above) are started on top of these by `gorse-cdc demo` and stopped first.
     # "gorse" stands for the Gorse processes of the configured topology (LocalGorse.names).
 
@@ -178,10 +185,11 @@ class Stack:
             self.start_moto(),
             self.start_kinesis(),
             *self.start_gorse_parts(),
+            *self.start_prometheus(),
         ]
 
     def down(self) -> list[str]:
-        stopped = [name for name in APPS if self.procs.stop(name)]
+        stopped = [name for name in (*APPS, *self.OBSERVERS) if self.procs.stop(name)]
         stopped += self.gorse.stop()
         for name in reversed(self.PARTS[:-1]):
             if self.procs.stop(name):
@@ -193,4 +201,5 @@ class Stack:
         of this stack that runs."""
         found: dict[str, int | None] = {name: self.procs.pid(name) for name in self.part_names}
         found.update(self.gorse.running())
+        found.update({name: self.procs.pid(name) for name in self.OBSERVERS})
         return found
