@@ -286,6 +286,13 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return results
 
 
+def _latency(f: dict[str, float]) -> str:
+    seen = f"{f['probes']:.0f} probes, {f['lost']:.0f} not readable within 60 s"
+    if not f["probes"]:
+        return f"none readable ({seen})"
+    return f"{f['p50_ms'] / 1000:.1f} / {f['p90_ms'] / 1000:.1f} / {f['p99_ms'] / 1000:.1f} s ({seen})"
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     tops = list(results)
     lines = ["| | " + " | ".join(tops) + " |", "|---|" + "---|" * len(tops)]
@@ -300,13 +307,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         rows: list[tuple[str, Callable[[dict[str, float]], str]]] = [
             ("full load of the base", lambda f: f"{f['full_load_s']:.1f} s"),
             ("activity achieved", lambda f: f"{f['achieved_per_s']:,.0f} changes/s"),
-            (
-                "commit -> readable p50 / p90 / p99",
-                lambda f: (
-                    f"{f.get('p50_ms', 0) / 1000:.1f} / {f.get('p90_ms', 0) / 1000:.1f} / "
-                    f"{f.get('p99_ms', 0) / 1000:.1f} s ({f['probes']:.0f} probes, {f['lost']:.0f} lost)"
-                ),
-            ),
+            ("commit -> readable p50 / p90 / p99", _latency),
             (
                 "CPU during that run",
                 lambda f: (
