@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -80,7 +81,7 @@ from bench.quality_metrics import (
 from consumers.metrics import Metrics
 from consumers.wiring import open_consumer
 from entrypoints.stack import install
-from entrypoints.stack.components import Stack
+from entrypoints.stack.components import Part, Stack
 from entrypoints.stack.processes import tcp_open
 from entrypoints.stack.resources import ensure_bucket, ensure_stream
 from gorse_cdc.gorse import GorseClient
@@ -226,38 +227,48 @@ def offline_lists(split: Split, seed: int, tune: bool) -> dict[str, dict[int, li
 
 # ---- the bench's own Gorse -------------------------------------------------------------------
 class BenchGorse(Stack):
-    """The stack's Gorse part, on a private folder and ports, with a chosen config file."""
+    """The stack's Gorse part (entrypoints.stack: its topology, single or cluster) on a private
+    folder, ports and store databases, with a chosen config file."""
 
     def __init__(self, settings: Settings, config: Path) -> None:
         super().__init__(settings)
         self.config = config
 
-    def _gorse_config(self) -> Path:
+    def start_gorse(self) -> Part:
         original = install.GORSE_MODULE_DIR
         tmp = Path(tempfile.mkdtemp(prefix="bench-quality-config-"))
         shutil.copy(self.config, tmp / "config.toml")
-        install.GORSE_MODULE_DIR = tmp  # Stack renders the ports into a copy of <dir>/config.toml
+        install.GORSE_MODULE_DIR = tmp  # the stack renders its ports into a copy of <dir>/config.toml
         try:
-            return super()._gorse_config()
+            return super().start_gorse()
         finally:
             install.GORSE_MODULE_DIR = original
             shutil.rmtree(tmp, ignore_errors=True)
 
     def stop_gorse(self) -> None:
-        self.procs.stop("gorse")
+        self.gorse.stop()
+
+    def drop_stores(self) -> None:
+        """PostgreSQL store databases of a cluster (SQLite files stay in the logs folder)."""
+        if self.settings.stack.gorse_store_kind == "postgres":
+            for db in self.gorse.databases:
+                self.postgres.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 def free_offset(base: Settings) -> int:
-    """A port offset at which both Gorse ports are free."""
+    """A port offset at which every Gorse port of either topology is free."""
+    st = base.stack
     for _ in range(200):
         off = random.randrange(3000, 9000, 7)
-        ports = (base.stack.gorse_http_port + off, base.stack.gorse_grpc_port + off)
-        if all(1024 < p < 65000 and not tcp_open("127.0.0.1", p) for p in ports):
+        ports = (st.gorse_http_port, st.gorse_grpc_port, st.gorse_worker_port, *st.gorse_server_ports)
+        if all(1024 < p + off < 65000 and not tcp_open("127.0.0.1", p + off) for p in ports):
             return off
     raise SystemExit("no free ports for the bench's Gorse")
 
 
-def private(base: Settings, tag: str, gorse_url: str) -> Settings:
+def private(base: Settings, tag: str, gorse: Settings) -> Settings:
+    """The pipeline's settings on the bench's own names, talking to the bench's Gorse (its
+    master for bulk calls and the task list, its servers for the API in a cluster)."""
     return base.model_copy(
         update={
             "kinesis": base.kinesis.model_copy(update={"stream_name": f"quality-{tag}", "shard_count": 2}),
@@ -271,7 +282,7 @@ def private(base: Settings, tag: str, gorse_url: str) -> Settings:
                 update={"table": f"quality-leases-{tag}", "failover_ms": 60_000}
             ),
             "consumer": base.consumer.model_copy(update={"metrics_port": 0}),
-            "gorse": base.gorse.model_copy(update={"url": gorse_url}),
+            "gorse": base.gorse.model_copy(update={"url": gorse.gorse_url, "urls": gorse.gorse_urls}),
         }
     )
 
@@ -286,6 +297,7 @@ def child_env(s: Settings) -> dict[str, str]:
         "GORSE_CDC_SOURCE__DATABASE": s.source.database,
         "GORSE_CDC_LEASES__TABLE": s.leases.table,
         "GORSE_CDC_GORSE__URL": s.gorse_url,
+        "GORSE_CDC_GORSE__URLS": json.dumps(s.gorse_urls),
     }
 
 
@@ -629,21 +641,25 @@ async def main(args: argparse.Namespace) -> None:
 
     base = Settings()
     tag = uuid.uuid4().hex[:8]
+    topology = args.topology or base.stack.gorse_topology
     gorse_settings = base.model_copy(
         update={
             "stack": base.stack.model_copy(
                 update={
                     "dir": Path(tempfile.mkdtemp(prefix="bench-quality-")),
                     "port_offset": free_offset(base),
+                    "gorse_topology": topology,
+                    "gorse_database": f"quality_{tag}_gorse",
                 }
             )
         }
     )
     gorse = BenchGorse(gorse_settings, args.gorse_config)
-    s = private(base, tag, gorse_settings.gorse_url)
+    s = private(base, tag, gorse_settings)
     logs = gorse_settings.stack.dir
     print(
-        f"the bench's Gorse: {s.gorse_url}, config {args.gorse_config} ({config_commit(args.gorse_config)})"
+        f"the bench's Gorse ({topology}): {s.gorse_urls}, "
+        f"config {args.gorse_config} ({config_commit(args.gorse_config)})"
     )
     print(f"logs: {logs}")
     create_database(base, s)
@@ -765,6 +781,7 @@ async def main(args: argparse.Namespace) -> None:
         if gw is not None:
             gw.stop()
         await asyncio.to_thread(gorse.stop_gorse)
+        await asyncio.to_thread(gorse.drop_stores)
         cleanup(base, s, tag)
     print_aims(results)
     if args.png and results:
@@ -839,6 +856,12 @@ if __name__ == "__main__":
         type=Path,
         default=install.GORSE_MODULE_DIR / "config.toml",
         help="the Gorse config the bench's Gorse runs (default: the stack's, docker/gorse/config.toml)",
+    )
+    p.add_argument(
+        "--topology",
+        choices=["single", "cluster"],
+        default=None,
+        help="the bench's Gorse: one gorse-in-one or master + servers + worker (default: the stack's)",
     )
     p.add_argument("--fit-timeout", type=float, default=1800, help="seconds to wait for Gorse's fit")
     p.add_argument("--stream-rate", type=float, default=5.0, help="held-out likes committed per second")
