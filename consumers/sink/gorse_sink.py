@@ -34,6 +34,7 @@ from gorse_cdc.errors import GorsePermanentError, PermanentRecordError
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.gorse.client import chunks
 from gorse_cdc.gorse.models import Feedback, Item
+from gorse_cdc.gorse.write_locks import user_batches
 from gorse_cdc.mapping import Mapper
 from gorse_cdc.mapping.ops import FanOutLikers
 
@@ -185,7 +186,8 @@ class GorseSink:
         # 3. feedback (PUT: idempotent); events of erased users are refused
         events = await self._events_allowed(list(plan.put_events.values()))
         feedback = [*plan.put_feedback.values(), *events]  # distinct (type, user, item)
-        await run_all([lambda b=b: c.put_feedback(b) for b in self._batches(feedback)], limit)  # type: ignore[misc]
+        batches = user_batches(feedback, self._batch, lambda f: f.user_id)  # no user in two: run side by side
+        await run_all([lambda b=b: c.put_feedback(b) for b in batches], limit)  # type: ignore[misc]
         # every user of the plan's events, refused ones included: an earlier attempt of this
         # plan may have written their events before they were erased, then failed
         await self._erase_again({f.user_id for f in plan.put_events.values()})

@@ -169,3 +169,26 @@ class WriteLocks:
                 if attempt > self.deadlock_retries:
                     raise
                 await self._sleep(self.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random()))
+
+
+def user_batches(rows: Iterable[T], size: int, user_of: Callable[[T], str]) -> list[list[T]]:
+    """Batches of about ``size`` rows that keep each user's rows together (a user with more rows
+    than ``size`` fills batches of its own), so a plan's batches share no user and the write
+    locks let them run side by side."""
+    by_user: dict[str, list[T]] = {}
+    for row in rows:
+        by_user.setdefault(user_of(row), []).append(row)
+    out: list[list[T]] = []
+    current: list[T] = []
+    for user in sorted(by_user):
+        mine = by_user[user]
+        if current and len(current) + len(mine) > size:
+            out.append(current)
+            current = []
+        while len(mine) > size:
+            out.append(mine[:size])
+            mine = mine[size:]
+        current.extend(mine)
+    if current:
+        out.append(current)
+    return out

@@ -13,7 +13,7 @@ import pytest
 
 from gorse_cdc.errors import GorsePermanentError, GorseRetriableError
 from gorse_cdc.gorse import Feedback, GorseClient, Item, User
-from gorse_cdc.gorse.write_locks import KeySetLock, WriteLocks, is_deadlock, partition_of
+from gorse_cdc.gorse.write_locks import KeySetLock, WriteLocks, is_deadlock, partition_of, user_batches
 
 pytestmark = pytest.mark.unit
 
@@ -134,3 +134,17 @@ async def test_a_deadlock_answer_is_retried_and_counted_other_errors_are_not() -
     with pytest.raises(GorsePermanentError):
         await locks.retrying(refused)
     assert locks.deadlocks == 3
+
+
+def test_user_batches_keep_a_users_rows_together() -> None:
+    rng = random.Random(4)
+    rows = [Feedback("like", f"u{rng.randrange(40)}", f"m{i}", 1.0) for i in range(300)]
+    rows += [Feedback("like", "heavy", f"m{i}", 1.0) for i in range(120)]  # more than one batch
+    out = user_batches(rows, 50, lambda f: f.user_id)
+    assert sorted(map(id, rows)) == sorted(id(f) for b in out for f in b)  # each row once
+    assert all(len(b) <= 50 for b in out)
+    owners: dict[str, set[int]] = {}
+    for n, b in enumerate(out):
+        for f in b:
+            owners.setdefault(f.user_id, set()).add(n)
+    assert all(len(ns) == 1 for u, ns in owners.items() if u != "heavy")
