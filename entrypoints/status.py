@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import orjson
 
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="serve the readings as Prometheus gauges on PORT (loopback), read every --every s",
     )
     p.add_argument("--every", type=float, default=15.0, help="seconds between reads with --serve-metrics")
+    p.add_argument("--gateway-key-file", type=Path, help="read the admin key from this file (0600)")
     p.add_argument("--behind-s", type=float, default=60.0, help="a shard further behind needs a person (60)")
     p.add_argument("--drift", type=int, default=100, help="reconcile drift above this needs a person (100)")
     p.set_defaults(func=run)
@@ -64,6 +66,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def sources_from(args: argparse.Namespace, settings: Settings) -> StatusSources:
     gateway_url = args.gateway
     ca = None
+    if args.gateway_key_file is not None and args.gateway_key_file.exists():
+        args.gateway_key = args.gateway_key_file.read_text().strip()
     if args.gateway_key and not gateway_url:
         scheme = "https" if settings.gateway.tls else "http"
         gateway_url = f"{scheme}://{settings.gateway.host}:{settings.gateway_port}"
@@ -101,19 +105,42 @@ async def _run(args: argparse.Namespace, settings: Settings, thresholds: Thresho
 
 
 async def _serve(args: argparse.Namespace, settings: Settings, thresholds: Thresholds) -> int:
-    """The exporter: gorse_cdc.status.export's gauges, refreshed every args.every s."""
-    from prometheus_client import start_http_server
+    """The exporter: gorse_cdc.status.export's gauges on /metrics and the status page's
+    document (readings, verdict, the hour's points) on /status.json, read every args.every s."""
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    from gorse_cdc.status.board import StatusBoard
     from gorse_cdc.status.export import StatusGauges
 
     gauges = StatusGauges()
-    host = settings.stack.host if settings.local else "0.0.0.0"  # noqa: S104
-    start_http_server(args.serve_metrics, addr=host, registry=gauges.registry)
     async with StatusReader(settings, sources_from(args, settings)) as reader:
-        while True:
-            readings = await reader.read()
-            gauges.update(readings, assess(readings, thresholds))
-            await asyncio.sleep(args.every)
+        board = StatusBoard(
+            reader.read, thresholds, min_interval_s=2.0, sample_s=args.every, on_read=gauges.update
+        )
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(gauges.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        async def document(_: web.Request) -> web.Response:
+            return web.Response(body=orjson.dumps(await board.snapshot()), content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/status.json", document)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        host = settings.stack.host if settings.local else "0.0.0.0"  # noqa: S104
+        await web.TCPSite(runner, host, args.serve_metrics).start()
+        try:
+            await board.snapshot()  # the first reading, and the sampler from now on
+            await asyncio.Event().wait()
+        finally:
+            await board.close()
+            await runner.cleanup()
+    return 0
 
 
 def _age(seconds: float | None) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.auth import Authenticator
 from gateway.metrics import GatewayMetrics
@@ -36,6 +37,8 @@ class Parts:
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
     ready_ttl_s: float = 5.0
     clock: Callable[[], float] = time.monotonic
+    # the status page's document (gorse_cdc.status.board.StatusBoard.snapshot), set by the server
+    status: Callable[[], Awaitable[dict[str, Any]]] | None = None
     _ready: tuple[float, dict[str, bool]] | None = field(default=None, init=False, repr=False)
     _ready_pending: asyncio.Future[dict[str, bool]] | None = field(default=None, init=False, repr=False)
 

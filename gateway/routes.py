@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -148,6 +149,22 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def status_data(request: web.Request) -> web.Response:
+    """The status page's document: readings, verdict and the hour's points (admin)."""
+    board = request.app[PARTS].status
+    if board is None:
+        raise Problem(404, "no-status", "no status source: set gateway.status_url")
+    try:
+        return json(await board())
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        raise Problem(
+            503,
+            "status-unavailable",
+            "the status exporter (gorse-cdc status --serve-metrics) does not answer",
+            headers={"Retry-After": "5"},
+        ) from None
+
+
 def _static(name: str) -> bytes:
     return resources.files("gateway").joinpath("static", name).read_bytes()
 
@@ -168,6 +185,18 @@ async def demo_style(request: web.Request) -> web.Response:
     return web.Response(body=_static("app.css"), content_type="text/css")
 
 
+async def status_page(request: web.Request) -> web.Response:
+    return web.Response(body=_static("status.html"), content_type="text/html")
+
+
+async def status_script(request: web.Request) -> web.Response:
+    return web.Response(body=_static("status.js"), content_type="text/javascript")
+
+
+async def status_style(request: web.Request) -> web.Response:
+    return web.Response(body=_static("status.css"), content_type="text/css")
+
+
 def add_routes(app: web.Application) -> None:
     table = [
         ("GET", "/v1/users/{user}/recommendations", recommendations, "recommendations", READ_ROLES),
@@ -176,6 +205,10 @@ def add_routes(app: web.Application) -> None:
         ("GET", "/v1/latest", latest, "latest", READ_ROLES),
         ("POST", "/v1/events", post_events, "events", INGEST_ROLES),
         ("GET", "/metrics", metrics, "metrics", frozenset({Role.ADMIN})),
+        ("GET", "/v1/status", status_data, "status", frozenset({Role.ADMIN})),
+        ("GET", "/status", status_page, "status-page", PUBLIC),  # the data behind it is admin only
+        ("GET", "/status.js", status_script, "status-script", PUBLIC),
+        ("GET", "/status.css", status_style, "status-style", PUBLIC),
         ("GET", "/healthz", healthz, "healthz", PUBLIC),
         ("GET", "/readyz", readyz, "readyz", PUBLIC),
         ("GET", "/openapi.yaml", openapi, "openapi", PUBLIC),

@@ -7,8 +7,11 @@ import logging
 import signal
 import ssl
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from gateway.app import make_app
@@ -37,6 +40,26 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return server_context(cert, key)
 
 
+def status_source(settings: Settings) -> Callable[[], Awaitable[dict[str, Any]]] | None:
+    """The status page's document, read from the status exporter (gorse-cdc status
+    --serve-metrics): the gateway itself reads no lease table, stream or bucket for it."""
+    url = settings.gateway.status_url
+    if url is None and settings.local:
+        url = f"http://{settings.stack.host}:{settings.stack.port('status_exporter')}/status.json"
+    if url is None:
+        return None
+
+    async def fetch() -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as resp:
+            if resp.status != 200:
+                raise aiohttp.ClientError(f"the status exporter answered {resp.status}")
+            doc: dict[str, Any] = await resp.json()
+            return doc
+
+    return fetch
+
+
 async def serve(settings: Settings, port: int, *, tls: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -46,6 +69,7 @@ async def serve(settings: Settings, port: int, *, tls: bool) -> int:
     async with open_aws(settings, "dynamodb") as (dynamodb,):
         await key_store(settings, dynamodb).ensure_table()
     async with open_parts(settings) as parts:
+        parts.status = status_source(settings)
         runner = web.AppRunner(make_app(parts), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, settings.gateway.host, port, ssl_context=context, backlog=1024)

@@ -45,6 +45,10 @@ class StackSettings(BaseModel):
         14568, description="kinesalite served again over cleartext HTTP/2, for the KCL (which forces HTTP/2)"
     )
     moto_port: int = 15000
+    status_exporter_port: int = Field(
+        9121,
+        description="gorse-cdc status --serve-metrics: gauges for Prometheus, the status page's document",
+    )
     mariadb_port: int = Field(13306, description="MariaDB (tests of Gorse on a MySQL store only)")
     kinesis_emulator: Literal["kinesalite", "kinesis-local"] = "kinesalite"
     gorse_topology: Literal["single", "cluster"] = Field(
@@ -319,6 +323,11 @@ class GatewaySettings(BaseModel):
     jwt_audience: str | None = None
     jwt_role_claim: str = Field("cognito:groups", description="claim holding reader/ingest/admin")
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed")
+    status_url: str | None = Field(
+        None,
+        description="the status exporter's document (gorse-cdc status --serve-metrics PORT: "
+        "http://host:PORT/status.json), shown to admin keys on /status; local: the stack's exporter",
+    )
     default_rate_per_s: float = Field(50.0, gt=0)
     default_burst: int = Field(100, ge=1)
 

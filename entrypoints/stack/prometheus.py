@@ -34,7 +34,6 @@ PROMTOOL = Path("/usr/bin/promtool")
 RULES = install.REPO_ROOT / "infra" / "prometheus" / "rules.yml"
 PORT = 19090
 DMS_METRICS_PORT = 9120
-EXPORTER_PORT = 9121
 CONSUMER_PORTS = 10  # consumers.health.PORT_TRIES
 SCRAPE_S = 5
 
@@ -74,7 +73,7 @@ def config(settings: Settings, folder: Path, gateway_key: Path | None) -> dict[s
         {"job_name": "dms", "static_configs": [{"targets": [f"{host}:{DMS_METRICS_PORT}"]}]},
         {
             "job_name": "status",
-            "static_configs": [{"targets": [f"{host}:{EXPORTER_PORT + settings.stack.port_offset}"]}],
+            "static_configs": [{"targets": [f"{host}:{settings.stack.port('status_exporter')}"]}],
         },
     ]
     if gateway_key is not None:
@@ -155,8 +154,11 @@ def start(settings: Settings, procs: ProcessTable, root: Path) -> list[tuple[str
         )
     )
     cli = [sys.executable, "-m", "entrypoints.cli", "--json-logs"]
-    exporter = EXPORTER_PORT + settings.stack.port_offset
-    procs.start(ProcessSpec("status-exporter", [*cli, "status", "--serve-metrics", str(exporter)]))
+    exporter = settings.stack.port("status_exporter")
+    argv = [*cli, "status", "--serve-metrics", str(exporter)]
+    if key is not None:  # the gateway's rates on the status page
+        argv += ["--gateway-key-file", str(key)]
+    procs.start(ProcessSpec("status-exporter", argv))
     # a Prometheus already running re-reads the config and the rules
     with contextlib.suppress(OSError):
         urllib.request.urlopen(urllib.request.Request(url(settings) + "/-/reload", method="POST"), timeout=5)  # noqa: S310
