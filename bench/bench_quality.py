@@ -608,13 +608,15 @@ def draw(results: dict[str, Scores], rx: Reaction | None, path: Path, title: str
 
 
 def config_commit(config: Path) -> str:
+    """The config file's last commit, or its hash when it is not in the repository or changed."""
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()[:10]
     out = subprocess.run(
         ["git", "log", "-1", "--format=%h %cI", "--", str(config)], cwd=ROOT, capture_output=True, text=True
     )
+    if out.returncode != 0 or not out.stdout.strip():
+        return f"not in git, sha256 {digest}"
     dirty = subprocess.run(["git", "diff", "--quiet", "--", str(config)], cwd=ROOT).returncode != 0
-    digest = hashlib.sha256(config.read_bytes()).hexdigest()[:10]
-    extra = f" + uncommitted changes, file sha256 {digest}" if dirty else ""
-    return (out.stdout.strip() or f"untracked, sha256 {digest}") + extra
+    return out.stdout.strip() + (f" + uncommitted changes, sha256 {digest}" if dirty else "")
 
 
 # ---- main ------------------------------------------------------------------------------------
