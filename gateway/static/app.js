@@ -24,6 +24,12 @@ function card(item) {
   play.textContent = "▶ Play";
   play.onclick = () => playItem(item.id);
   d.appendChild(play);
+  const like = document.createElement("button");
+  like.textContent = "♥";
+  like.title = "watched to the end (a like: event type complete)";
+  like.className = "like";
+  like.onclick = () => likeItem(item.id, item.title || item.id);
+  d.appendChild(like);
   return d;
 }
 async function fill(id, path) {
@@ -47,6 +53,25 @@ async function playItem(item) {
     await api("/v1/events", { method: "POST", body: JSON.stringify({ events: [{ user, item, type: "play" }] }) });
     $("status").textContent = "played " + item;
     await load("played " + item);
+  } catch (e) { $("status").textContent = "error: " + e.message; }
+}
+// A like reaches Gorse through the events stream (about a second); Gorse then answers with a
+// list shaped by it at once: poll the personal row until it shows that answer, and say when.
+async function likeItem(item, title) {
+  const user = $("user").value, u = encodeURIComponent(user);
+  const ids = () => [...$("personal").querySelectorAll(".card")].map((c) => c.dataset.item).join();
+  const before = ids();
+  try {
+    await api("/v1/events", { method: "POST", body: JSON.stringify({ events: [{ user, item, type: "complete" }] }) });
+    const sent = performance.now();
+    for (let i = 0; i < 40; i++) {
+      await fill("personal", `/v1/users/${u}/recommendations?n=8`);
+      const now = ids();
+      if (now !== before && !now.startsWith(before.split(",").filter((x) => x !== item).join())) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const s = ((performance.now() - sent) / 1000).toFixed(1);
+    await load(`liked ${title}: row reshaped ${s} s after the event (${$("personal").dataset.source})`);
   } catch (e) { $("status").textContent = "error: " + e.message; }
 }
 $("load").onclick = () => load();
