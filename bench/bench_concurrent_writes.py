@@ -3,7 +3,7 @@ writers with the client's write locks (gorse_cdc.gorse.write_locks), and without
 
 Usage: .venv/bin/python bench/bench_concurrent_writes.py [--store postgres|mariadb] [--seconds 20]
        [--writers 16] [--partitions 4] [--batch 500]
-       [--repeat 3] [--no-unguarded]
+       [--repeat 3] [--no-unguarded] [--users-per-writer 200] [--hot-items 40]
 Starts a gorse-in-one of its own on a fresh database (the stack's PostgreSQL, or the project's
 MariaDB), never the stack's Gorse. The load is the deadlock test's (entrypoints.stack.sql_gorse):
 writers with their own users rate 40 shared hot items and items another writer creates at the
@@ -35,7 +35,14 @@ async def run(
         write_partitions=partitions,
     )
     async with client:
-        load = await concurrent_load(client, writers=args.writers, seconds=args.seconds, batch=args.batch)
+        load = await concurrent_load(
+            client,
+            writers=args.writers,
+            seconds=args.seconds,
+            batch=args.batch,
+            users_per_writer=args.users_per_writer,
+            hot_items=args.hot_items,
+        )
     deadlocks = load.deadlocks + (client.write_locks.deadlocks if client.write_locks else 0)
     return load.rows_per_s, load.rows, deadlocks
 
@@ -69,6 +76,8 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=Settings().gorse.write_partitions or 4)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--users-per-writer", type=int, default=200, help="each batch rates all of them")
+    ap.add_argument("--hot-items", type=int, default=40, help="the shared items batches rate")
     ap.add_argument("--unguarded", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
     settings = Settings()
