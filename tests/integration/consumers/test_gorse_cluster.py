@@ -11,6 +11,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from importlib import resources
 from pathlib import Path
 
 import aiohttp
@@ -33,7 +34,7 @@ WRITES = re.compile(
 )
 
 
-def cluster_settings(settings: Settings, root: Path) -> Settings:
+def cluster_settings(settings: Settings, root: Path, source_db: str) -> Settings:
     st = settings.stack.model_copy(
         update={
             "dir": root,
@@ -49,7 +50,8 @@ def cluster_settings(settings: Settings, root: Path) -> Settings:
     )
     # Gorse 0.5.11 deadlocks concurrent feedback batches on a SQL store (issue 21 item 2)
     g = settings.gorse.model_copy(update={"feedback_writers": 1})
-    return settings.model_copy(update={"stack": st, "gorse": g})
+    src = settings.source.model_copy(update={"database": source_db})
+    return settings.model_copy(update={"stack": st, "gorse": g, "source": src})
 
 
 class Cluster:
@@ -79,14 +81,20 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(settings: Settings, stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(cluster_settings(settings, tmp_path_factory.mktemp("gorse-cluster")), settings)
+    # a source database of its own too: other tests empty and fill the session's meanwhile
+    source_db = f"ott_cluster_{uuid.uuid4().hex[:8]}"
+    c = Cluster(cluster_settings(settings, tmp_path_factory.mktemp("gorse-cluster"), source_db), settings)
+    pg, user = c.gorse.postgres, settings.source.user
+    pg.psql(f"CREATE DATABASE {source_db} OWNER {user}")
     try:
+        schema = resources.files("entrypoints.stack").joinpath("schema.sql").read_text("utf-8")
+        pg.psql(f"SET ROLE {user}; {schema}", db=source_db)
         c.gorse.start(c.wait)
         yield c
     finally:
         c.gorse.stop()
-        for db in c.gorse.databases:
-            c.gorse.postgres.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        for db in (*c.gorse.databases, source_db):
+            pg.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 @pytest.fixture
