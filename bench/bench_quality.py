@@ -8,14 +8,16 @@ Steps (progress is printed for each):
      default, the synthetic generator sized like it (943 users, 1,682 movies, 100,000 ratings;
      it has latent taste: a per-user genre affinity, a per-movie quality and a per-user bias
      decide the rating, while WHICH movies a user rates is drawn by popularity alone).
-  2. split by time: each user's last --holdout (10 %) of ratings held out; relevant = held-out
+  2. split by time (rating times first shifted so the newest is an hour old, as a live
+     platform's history: Gorse's Popular counts the last 7 days of likes; --original-times
+     keeps them): each user's last --holdout (10 %) of ratings held out; relevant = held-out
      likes (rating >= 4). Lists never count what the user rated in training: Gorse and the
      gateway drop those themselves; Popular and Latest are read deep and the user's seen items
      skipped (what an app shows).
   3. the training part goes through the real pipeline: its own PostgreSQL database in the
      stack's cluster -> `gorse-cdc dms run` (own slot, stream, S3 prefix) -> the consumer (own
      lease table) -> the bench's OWN Gorse (same build, same docker/gorse/config.toml unless
-     --gorse-config, own ports and SQLite files): the shared stack's Gorse is never touched.
+     --gorse-config, own ports and stores; --topology): the shared stack's Gorse is never touched.
   4. fit: the bench's Gorse is restarted once Gorse holds every training rating (its master
      fits at start, then every fit_period); the bench polls the master's task list
      (/api/dashboard/tasks) until "Collect Garbage in Cache" (the step after the users' lists
@@ -31,7 +33,7 @@ Steps (progress is printed for each):
 Prints the quality table and the reaction table; draws --png (matplotlib: pip install -e
 '.[bench]', which also brings implicit).
 
-    python bench/bench_quality.py                      # synthetic, ~10-25 min on 2 busy cores
+    python bench/bench_quality.py                      # synthetic: 7.5 min here (load 14-22)
     python bench/bench_quality.py --movielens ~/ml-100k --png bench/quality.png
 """
 
@@ -230,9 +232,12 @@ class BenchGorse(Stack):
     """The stack's Gorse part (entrypoints.stack: its topology, single or cluster) on a private
     folder, ports and store databases, with a chosen config file."""
 
-    def __init__(self, settings: Settings, config: Path) -> None:
+    def __init__(self, settings: Settings, config: Path, shared: Settings) -> None:
         super().__init__(settings)
         self.config = config
+        # a cluster's store databases live in the shared stack's PostgreSQL
+        self.postgres = Stack(shared).postgres
+        self.gorse.postgres = self.postgres
 
     def start_gorse(self) -> Part:
         original = install.GORSE_MODULE_DIR
@@ -261,7 +266,8 @@ def free_offset(base: Settings) -> int:
     for _ in range(200):
         off = random.randrange(3000, 9000, 7)
         ports = (st.gorse_http_port, st.gorse_grpc_port, st.gorse_worker_port, *st.gorse_server_ports)
-        if all(1024 < p + off < 65000 and not tcp_open("127.0.0.1", p + off) for p in ports):
+        at = [p + off + st.port_offset for p in ports]  # the stack's offset applies on top
+        if all(1024 < p < 65000 and not tcp_open("127.0.0.1", p) for p in at):
             return off
     raise SystemExit("no free ports for the bench's Gorse")
 
@@ -644,19 +650,23 @@ async def main(args: argparse.Namespace) -> None:
     base = Settings()
     tag = uuid.uuid4().hex[:8]
     topology = args.topology or base.stack.gorse_topology
+    off, st = free_offset(base), base.stack
     gorse_settings = base.model_copy(
         update={
-            "stack": base.stack.model_copy(
-                update={
+            "stack": st.model_copy(
+                update={  # own folder and Gorse ports; the stack's offset (PostgreSQL) kept
                     "dir": Path(tempfile.mkdtemp(prefix="bench-quality-")),
-                    "port_offset": free_offset(base),
+                    "gorse_http_port": st.gorse_http_port + off,
+                    "gorse_grpc_port": st.gorse_grpc_port + off,
+                    "gorse_worker_port": st.gorse_worker_port + off,
+                    "gorse_server_ports": [p + off for p in st.gorse_server_ports],
                     "gorse_topology": topology,
                     "gorse_database": f"quality_{tag}_gorse",
                 }
             )
         }
     )
-    gorse = BenchGorse(gorse_settings, args.gorse_config)
+    gorse = BenchGorse(gorse_settings, args.gorse_config, base)
     s = private(base, tag, gorse_settings)
     logs = gorse_settings.stack.dir
     print(
@@ -672,7 +682,7 @@ async def main(args: argparse.Namespace) -> None:
     dms: subprocess.Popen[bytes] | None = None
     rx: Reaction | None = None
     try:
-        await asyncio.to_thread(gorse.start_gorse)
+        gorse.start_gorse()  # not in a thread: a SIGTERM meanwhile must not leave it running
         await asyncio.to_thread(load_source, s, data, split.train)
         metrics = Metrics()
         async with GorseClient.from_settings(s) as g, open_consumer(s, metrics) as consumer:
@@ -707,8 +717,8 @@ async def main(args: argparse.Namespace) -> None:
                     "(the consumer reports Gorse unreachable meanwhile: expected) ..."
                 )
                 since = datetime.now(UTC)
-                await asyncio.to_thread(gorse.stop_gorse)
-                await asyncio.to_thread(gorse.start_gorse)
+                gorse.stop_gorse()
+                gorse.start_gorse()
                 fit_s = await wait_fitted(s, since, args.fit_timeout)
                 print(f"  fitted: users' lists written {fit_s:.0f} s after the restart")
 
@@ -779,12 +789,14 @@ async def main(args: argparse.Namespace) -> None:
                     dms.wait(30)
                 stop.set()
                 await consuming
-    finally:
-        if gw is not None:
-            gw.stop()
-        await asyncio.to_thread(gorse.stop_gorse)
-        await asyncio.to_thread(gorse.drop_stores)
-        cleanup(base, s, tag)
+    finally:  # every step even if one fails: a slot left behind keeps the source's WAL
+        steps = [gw.stop] if gw is not None else []
+        steps += [gorse.stop_gorse, gorse.drop_stores, lambda: cleanup(base, s, tag)]
+        for step in steps:
+            try:
+                step()
+            except Exception as e:
+                print(f"cleanup step failed: {e!r}")
     print_aims(results)
     if args.png and results:
         title = (
@@ -836,7 +848,11 @@ async def cancelled_by_sigterm(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        pass
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
     p.add_argument(
         "--movielens", type=Path, default=None, help="a MovieLens 100K folder (default: synthetic)"
     )
