@@ -158,10 +158,11 @@ async def concurrent_load(
     users_per_writer: int = 200,
     hot_items: int = 40,
     new_per_window: int = 4,
+    tag: str | None = None,
 ) -> LoadResult:
     """See the module docstring. A deadlock answer is written again (the sink retries too) and
     counted; any other error is counted and the batch dropped from what is expected."""
-    result = LoadResult(uuid.uuid4().hex[:6])
+    result = LoadResult(tag or uuid.uuid4().hex[:6])  # one tag: loads of two clients share keys
     tag = result.tag
     created: set[int] = set()
     end = time.monotonic() + seconds
