@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -44,13 +45,15 @@ async def until_ready_says(
     """Wait until the consumer itself reports the condition (its /readyz): from then on, one
     status read must show it."""
     deadline = time.monotonic() + timeout_s
+    last: dict[str, object] = {}
     async with aiohttp.ClientSession() as http:
         while True:
             with contextlib.suppress(aiohttp.ClientError, ValueError):
                 async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                    if check(await resp.json()):
+                    last = await resp.json()
+                    if check(last):
                         return
-            assert time.monotonic() < deadline, "the consumer never reported the condition"
+            assert time.monotonic() < deadline, f"the consumer never reported the condition: {last}"
             await asyncio.sleep(0.2)
 
 
@@ -224,3 +227,45 @@ async def test_the_status_page_shows_a_blocked_pipeline_and_dead_letters(
             import boto3
 
             boto3.client("kinesis", **settings.aws_client_kwargs("kinesis")).delete_stream(StreamName=events)
+
+
+def free_consumer_port(settings: Settings) -> int:
+    """A port the stack's Prometheus scrapes (consumer.metrics_port and the next 9)."""
+    first = settings.consumer.metrics_port
+    for port in range(first, first + 10):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise AssertionError("every consumer metrics port is taken")
+
+
+async def test_the_stacks_prometheus_evaluates_the_rules_on_a_real_consumer(
+    env: Env,  # noqa: F811
+    settings: Settings,
+) -> None:
+    """The alert rules run on what a real consumer exports: a wrong key makes PipelineBlocked
+    pending (it fires after 1 min) in the stack's own Prometheus within two scrapes."""
+    from entrypoints.stack import prometheus
+
+    s = env.settings
+    env.feed.put(env.feed.load(users=5, movies=5, ratings=10))
+    port = free_consumer_port(settings)  # the stack's ports (the env's consumer has none)
+    wrong = with_(s, gorse={"api_key": SecretStr("rotated-wrong-key")})
+    async with running_consumer(wrong, metrics_port=port), aiohttp.ClientSession() as http:
+        await until_ready_says(port, lambda r: r.get("blocked") == "auth", timeout_s=60)
+        deadline = time.monotonic() + 45  # two scrapes (5 s) + one evaluation, on a busy machine
+        while True:
+            async with http.get(prometheus.url(s) + "/api/v1/alerts") as resp:
+                alerts = (await resp.json())["data"]["alerts"]
+            mine = [
+                a
+                for a in alerts
+                if a["labels"]["alertname"] == "PipelineBlocked"
+                and a["labels"].get("instance") == f"127.0.0.1:{port}"
+            ]
+            if mine:
+                assert mine[0]["state"] in ("pending", "firing")
+                assert mine[0]["annotations"]["runbook"] == "docs/operations.md#pipelineblocked"
+                return
+            assert time.monotonic() < deadline, "PipelineBlocked never became pending"
+            await asyncio.sleep(1)
