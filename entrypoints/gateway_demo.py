@@ -1,6 +1,6 @@
 """The demo's last step: the gateway (HTTPS) and a consumer of its events stream, left running
 as parts of the local stack (`gorse-cdc stack down` stops them), a reader key, one real call
-through the gateway, and the curl line that repeats it."""
+through the gateway, a like that reshapes the user's row (timed), and the curl line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 
 import aiohttp
 
+from entrypoints.demo_live import live_row
 from entrypoints.stack.components import Stack
 from entrypoints.stack.processes import ProcessSpec
 from gateway.keys import Role
@@ -19,11 +20,11 @@ from gateway.wiring import key_store, open_aws
 from gorse_cdc.settings import Settings
 
 
-async def _reader_key(settings: Settings) -> str:
+async def _demo_key(settings: Settings, role: Role = Role.READER) -> str:
     async with open_aws(settings, "dynamodb") as (dynamodb,):
         store = key_store(settings, dynamodb)
         await store.ensure_table()
-        _, key = await store.create(Role.READER, 50.0, 100, "make demo")
+        _, key = await store.create(role, 50.0, 100, "make demo")
         return key
 
 
@@ -61,11 +62,17 @@ def start_gateway(settings: Settings, user: str = "1") -> None:
             time.sleep(0.2)
     if stack.procs.pid("gateway") is None:  # the port answered, but not our gateway
         raise SystemExit(f"gorse-cdc demo: the gateway exited; see {stack.procs.log_file('gateway')}")
-    key = asyncio.run(_reader_key(settings))
+    key = asyncio.run(_demo_key(settings))
     ca = settings.stack.dir / "tls" / "ca.pem"
     url = f"https://{settings.gateway.host}:{port}/v1/users/{user}/recommendations?n=5"
-    titles = asyncio.run(_first_row(url, key, str(ca)))
-    print(f"    user {user}'s row through the gateway: {'; '.join(titles) or '(empty)'}")
+    asyncio.run(_first_row(url, key, str(ca)))  # the reader key works
+    ingest = asyncio.run(_demo_key(settings, Role.INGEST))
+    base = f"https://{settings.gateway.host}:{port}"
+    live = asyncio.run(live_row(settings, base, key, ingest, str(ca), user))
+    for line in live.describe():
+        print(f"    {line}")
+    if not live.ok:
+        raise SystemExit("gorse-cdc demo: the personal row did not react to the like within 1 s")
     print("    try it (a reader key made for the demo; the gateway stays up until `gorse-cdc stack down`):")
     print(f"    curl --cacert {ca} -H 'X-API-Key: {key}' '{url}'")
     print(f"    home screen: https://{settings.gateway.host}:{port}/?user={user}")
