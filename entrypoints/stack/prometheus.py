@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -54,6 +55,11 @@ def ensure_prometheus() -> Path:
         "apt-get install prometheus",
         env=env,
     )
+    # the package starts its own service on :9090 where nothing forbids it (no policy-rc.d):
+    # the stack runs its own, so stop that one (best effort; a machine without it is fine)
+    for argv in (["systemctl", "disable", "--now", "prometheus"], ["service", "prometheus", "stop"]):
+        if shutil.which(argv[0]):
+            subprocess.run(argv, capture_output=True, check=False, timeout=60)
     return PROMTOOL
 
 
