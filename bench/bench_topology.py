@@ -14,8 +14,9 @@ Per topology:
 Meanwhile it samples the CPU each part used (Gorse's processes, PostgreSQL, this process: the
 bench's client and the consumer) to tell which limit stops each.
 
-On PostgreSQL Gorse 0.5.11 deadlocks concurrent feedback batches, so the cluster runs with
-gorse.feedback_writers = 1 (GORSE_CDC_GORSE__FEEDBACK_WRITERS sets it for both).
+Both run with the same client settings (GORSE_CDC_GORSE__*): since the write locks
+(gorse.write_partitions, gorse_cdc/gorse/write_locks.py) concurrent feedback batches no longer
+deadlock Gorse 0.5.11 on PostgreSQL, so no one-writer bound is needed for the cluster.
 
     python bench/bench_topology.py [--rate 1000] [--seconds 60] [--png bench/topology.png]
 """
@@ -27,6 +28,7 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -139,12 +141,8 @@ def private_settings(base: Settings, topology: str, root: Path, source_db: str) 
             "gorse_database": f"gorse_topo_{uuid.uuid4().hex[:8]}",
         }
     )
-    writers = base.gorse.feedback_writers
-    if "feedback_writers" not in base.gorse.model_fields_set and topology == "cluster":
-        writers = 1  # Gorse 0.5.11 deadlocks concurrent feedback batches on a SQL store
-    g = base.gorse.model_copy(update={"feedback_writers": writers})
     src = base.source.model_copy(update={"database": source_db})
-    return base.model_copy(update={"stack": st, "gorse": g, "source": src})
+    return base.model_copy(update={"stack": st, "source": src})
 
 
 class PrivateGorse:
@@ -267,7 +265,8 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             private = PrivateGorse(s, base)
             print(
                 f"\n=== {topology}: {', '.join(private.gorse.names)} on {s.stack.gorse_store_kind}; "
-                f"feedback_writers={s.gorse.feedback_writers}; API on {', '.join(s.gorse_urls)}"
+                f"write_partitions={s.gorse.write_partitions}, feedback_writers={s.gorse.feedback_writers}; "
+                f"API on {', '.join(s.gorse_urls)}"
             )
             try:
                 await asyncio.to_thread(private.start)
@@ -291,6 +290,15 @@ def _latency(f: dict[str, float]) -> str:
     if not f["probes"]:
         return f"none readable ({seen})"
     return f"{f['p50_ms'] / 1000:.1f} / {f['p90_ms'] / 1000:.1f} / {f['p99_ms'] / 1000:.1f} s ({seen})"
+
+
+async def run_until_sigterm(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """SIGTERM cancels the run like Ctrl-C: its finally blocks stop the private Gorse processes,
+    the DMS, and drop the databases, slot and stream."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run(args)
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -372,7 +380,7 @@ def main() -> None:
     p.add_argument("--logs", type=Path, default=Path("/tmp"), help="where dms.log and activity.log go")
     p.add_argument("--png", default="", help="write the chart here (e.g. bench/topology.png)")
     args = p.parse_args()
-    results = asyncio.run(run(args))
+    results = asyncio.run(run_until_sigterm(args))
     print("\n" + table(results))
     if args.png:
         draw(results, Path(args.png))

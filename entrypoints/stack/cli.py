@@ -45,10 +45,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for what, name in resources.items():
             print(f"  {what:<28} {name}")
         print(f"stack up in {time.monotonic() - started:.1f} s (data and logs: {stack.root})")
-        if settings.stack.gorse_store_kind == "postgres" and settings.gorse.feedback_writers is None:
+        g = settings.gorse
+        if settings.stack.gorse_store_kind == "postgres" and not (g.write_partitions or g.feedback_writers):
             print(
                 "note: Gorse 0.5.11 deadlocks concurrent feedback batches on PostgreSQL (40P01): "
-                "writers should set GORSE_CDC_GORSE__FEEDBACK_WRITERS=1"
+                "keep gorse.write_partitions set (gorse_cdc/gorse/write_locks.py)"
             )
         return 0
     if args.stack_cmd == "down":

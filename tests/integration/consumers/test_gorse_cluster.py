@@ -48,10 +48,9 @@ def cluster_settings(settings: Settings, root: Path, source_db: str) -> Settings
             "gorse_database": f"gorse_cluster_{uuid.uuid4().hex[:8]}",
         }
     )
-    # Gorse 0.5.11 deadlocks concurrent feedback batches on a SQL store (issue 21 item 2)
-    g = settings.gorse.model_copy(update={"feedback_writers": 1})
+    # concurrent writes as configured (gorse.write_partitions: no deadlock on PostgreSQL)
     src = settings.source.model_copy(update={"database": source_db})
-    return settings.model_copy(update={"stack": st, "gorse": g, "source": src})
+    return settings.model_copy(update={"stack": st, "source": src})
 
 
 class Cluster:
