@@ -32,7 +32,7 @@ from gorse_cdc.errors import GorseFatalError, GorsePermanentError, GorseRequestE
 from gorse_cdc.gorse.limiter import AdaptiveLimit
 from gorse_cdc.gorse.models import Feedback, Item, User, validate_id
 from gorse_cdc.gorse.servers import ServerRing
-from gorse_cdc.gorse.write_locks import WriteLocks
+from gorse_cdc.gorse.write_locks import MergedWrites, WriteLocks
 from gorse_cdc.retry import ErrorClass, status_class
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,12 @@ class GorseClient:
         self._feedback_writers = asyncio.Semaphore(feedback_writers) if feedback_writers else None
         # concurrent writes share no user and no item (None: no discipline); see write_locks
         self.write_locks = WriteLocks(write_partitions) if write_partitions else None
+        # feedback rows waiting for one partition go out in one call (write_locks.MergedWrites)
+        self._merged = (
+            MergedWrites(self.write_locks, self._put_rows, lambda: self.batch_size)
+            if self.write_locks
+            else None
+        )
         self._api_key = api_key
         self.batch_size = batch_size
         # sock_connect, not connect: waiting for a pooled connection is back-pressure, not an
@@ -298,9 +304,12 @@ class GorseClient:
         ordered = sorted(feedback, key=lambda f: (f.user_id, f.item_id, f.feedback_type))  # stable
         parts = locks.split(ordered, lambda f: f.item_id)
         async with locks.users.hold(f.user_id for f in feedback):
-            return await locks.each_partition(
-                parts, lambda part: self._chunked("PUT", "/api/feedback", [f.to_json() for f in part])
-            )
+            if self._merged is not None:
+                return await self._merged.write(parts)
+            return await locks.each_partition(parts, self._put_rows)
+
+    async def _put_rows(self, rows: Sequence[Feedback]) -> int:
+        return await self._chunked("PUT", "/api/feedback", [f.to_json() for f in rows])
 
     async def patch_user(self, user_id: str, *, labels: Any = None, comment: str | None = None) -> None:
         body = {"Labels": labels, "Comment": comment}

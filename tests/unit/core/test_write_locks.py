@@ -148,3 +148,29 @@ def test_user_batches_keep_a_users_rows_together() -> None:
         for f in b:
             owners.setdefault(f.user_id, set()).add(n)
     assert all(len(ns) == 1 for u, ns in owners.items() if u != "heavy")
+
+
+async def test_writes_waiting_for_a_partition_go_out_together() -> None:
+    fake = Fake(partitions=4)
+    fake.batch_size = 10_000
+    work = batches(16, 60)
+    locks = fake.write_locks
+    assert locks is not None
+    sub_batches = sum(len(locks.split(b, lambda f: f.item_id)) for b in work)
+    await asyncio.gather(*(fake.put_feedback(b) for b in work))
+    assert fake.overlaps == 0 and fake.calls < sub_batches / 2
+    assert len(fake.rows) == sum(map(len, work))
+
+
+async def test_a_cancelled_write_leaves_nothing_queued() -> None:
+    fake = Fake(partitions=1)
+    first = asyncio.ensure_future(fake.put_feedback([Feedback("like", "a", "m1", 1.0)]))
+    await asyncio.sleep(0)  # in flight
+    second = asyncio.ensure_future(fake.put_feedback([Feedback("like", "b", "m1", 2.0)]))
+    await asyncio.sleep(0)  # queued behind the first (one partition)
+    second.cancel()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await asyncio.sleep(0.01)
+    assert [r["UserId"] for r in fake.rows] == ["a"]
