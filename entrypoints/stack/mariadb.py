@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,16 @@ from gorse_cdc.errors import FatalError
 
 USER = "gorse"
 PASSWORD = "gorse"  # noqa: S105 - a loopback test server's own account
+
+
+def _port_free(host: str, port: int) -> int:
+    """``port`` (or, for 0, a port the system picks) when it can be bound on ``host``; else 0."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return 0
+        return int(sock.getsockname()[1])
 
 
 class LocalMariaDB:
@@ -84,13 +95,21 @@ class LocalMariaDB:
             f"--log-error={self.log_file}",
         ]
 
+    @property
+    def port_file(self) -> Path:
+        return self.base / "run" / "port"
+
     def running(self) -> bool:
         try:
             pid = int(self.pid_file.read_text().strip())
             os.kill(pid, 0)
+            port = int(self.port_file.read_text().strip())
         except (OSError, ValueError):
             return False
-        return self.ready()
+        if not self.ready():
+            return False
+        self.port = port
+        return True
 
     def start(self, timeout_s: float = 60.0) -> subprocess.Popen[bytes] | None:
         """Start mariadbd unless one already runs on this folder; returns the process started
@@ -99,6 +118,8 @@ class LocalMariaDB:
         if self.running():
             return None
         (self.base / "run").mkdir(parents=True, exist_ok=True)
+        if not _port_free(self.host, self.port):  # another checkout's server: any free port
+            self.port = _port_free(self.host, 0) or self.port
         proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
         deadline = time.monotonic() + timeout_s
         while not self.ready():
@@ -107,6 +128,7 @@ class LocalMariaDB:
                 tail = self.log_file.read_text("utf-8", "replace")[-2000:] if self.log_file.exists() else ""
                 raise FatalError(f"mariadbd did not start on {self.host}:{self.port}:\n{tail}")
             time.sleep(0.3)
+        self.port_file.write_text(f"{self.port}\n")
         self.sql(
             f"CREATE USER IF NOT EXISTS '{USER}'@'{self.host}' IDENTIFIED BY '{PASSWORD}';"
             f"GRANT ALL ON *.* TO '{USER}'@'{self.host}'; FLUSH PRIVILEGES;"

@@ -24,6 +24,8 @@ module is the in-process lock discipline that makes the writes of one client pai
 - a feedback or user write holds the locks of all its users, taken at once (no hold-and-wait),
   always before a partition lock; a partition holder never waits for a user lock: no cycle here
   either.
+- feedback rows of several writes waiting for the same partition go out as one call
+  (``MergedWrites``): fewer, larger calls, still disjoint from every other call in flight.
 Nothing is dropped or set back: auto-insert stays on (a rating whose movie is not yet in Gorse
 creates it blank, as before, and the movie's upsert fills it in).
 
