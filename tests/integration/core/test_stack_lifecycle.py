@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from entrypoints.stack.components import Stack
+
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -43,10 +45,18 @@ def test_up_twice_then_down_leaves_nothing() -> None:
     root = Path(".stack-lifecycle-test").resolve()
     shutil.rmtree(root, ignore_errors=True)
     env = {**os.environ, "GORSE_CDC_STACK__DIR": str(root), "GORSE_CDC_STACK__PORT_OFFSET": "700"}
+    try:
+        _up_twice_then_down(env, root)
+    finally:  # a failed assertion must not leave a private stack running
+        _cli(env, "down", "--purge")
+
+
+def _up_twice_then_down(env: dict[str, str], root: Path) -> None:
     first = _cli(env, "up")
     assert first.returncode == 0, first.stderr
     pids = _pids(root)
-    assert set(pids) == {"postgres", "moto", "kinesis", "gorse"}
+    expected = {*Stack.PARTS, *Stack.OBSERVERS}  # the single topology's one Gorse process: "gorse"
+    assert set(pids) == expected
     second = _cli(env, "up")
     assert second.returncode == 0, second.stderr
     assert _pids(root) == pids  # nothing restarted, nothing duplicated
