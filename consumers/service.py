@@ -129,20 +129,30 @@ class Consumer:
     # ---- the loop ---------------------------------------------------------------------------------
     async def _loop(self, stop: asyncio.Event) -> None:
         c = self.coordinator
-        interval = c.failover_s / 3
+        # Leases are renewed every failover/6, first in each round: one renewal that fails or
+        # times out (a slow DynamoDB) still leaves two more before the write deadline (0.6),
+        # and a failed ListShards or Scan never skips one. Shards are synced and balanced on
+        # every other round (every failover/3, as before).
+        interval = c.failover_s / 6
+        rounds = 0
         while not stop.is_set():
             try:
-                await c.sync_shards(await self.parts.list_shards())
                 for shard in await c.renew():
                     self._stop_worker(shard)
+            except (ClientError, BotoCoreError, OSError) as e:
+                log.warning("lease renewal round failed: %s", e)
+            try:
+                if rounds % 2 == 0:
+                    await c.sync_shards(await self.parts.list_shards())
                 self._hand_over()
-                taken = await c.balance()
+                taken = await c.balance() if rounds % 2 == 0 else []
                 if taken:  # users of newly held shards may have been written elsewhere
                     self.parts.on_shards_taken()
                 for lease in taken:
                     self._start_worker(lease)
             except (ClientError, BotoCoreError, OSError) as e:
                 log.warning("lease round failed: %s", e)
+            rounds += 1
             self._past_deadline()
             self._watch_stalls()
             try:

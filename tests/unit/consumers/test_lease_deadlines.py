@@ -121,3 +121,51 @@ async def test_the_write_in_flight_is_cancelled_at_the_deadline_while_dynamodb_h
     table.hang_all = False
     table.answer.set()
     assert await asyncio.wait_for(run, 10) == 0
+
+
+class FailingScans(InMemoryLeaseTable):
+    """Scans (ListShards' sync and the balance read the lease table) fail while ``failing``: a
+    DynamoDB that times out on them, as a busy moto did in the freshness bench; renewals work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    async def list_leases(self) -> list[Lease]:
+        if self.failing:
+            raise OSError("injected: Scan timed out")
+        return await super().list_leases()
+
+
+async def test_failing_scans_never_skip_a_renewal_so_the_shard_keeps_its_lease() -> None:
+    """Before, a round renewed after syncing shards (a Scan): each failed Scan skipped that
+    round's renewal, and with renewals every failover/3 against a 0.6 deadline the shard
+    stopped after one or two such rounds (the bench's 'lease not renewed before its write
+    deadline'). Renewals now come first, every failover/6."""
+    stream, table = InMemoryStream(1), FailingScans()
+    stream.put("shard-0000", b"1")
+    applier = RecordingApplier()
+    stop = asyncio.Event()
+    s = settings("a")
+    s = s.model_copy(update={"leases": s.leases.model_copy(update={"failover_ms": 3000})})
+    consumer = Consumer(
+        s,
+        ConsumerParts(
+            leases=table,  # type: ignore[arg-type]
+            list_shards=stream.list_shards,
+            source_for=stream.source_for,
+            applier=applier,
+        ),
+        metrics=Metrics(),
+    )
+    run = asyncio.create_task(consumer.run(stop))
+    await until(lambda: len(applier.applied) == 1)
+    table.failing = True
+    await asyncio.sleep(3.0)  # five deadlines' worth of failing Scans (deadline 1.8 s)
+    assert "shard-0000" in consumer.coordinator.held, "the lease was dropped while renewals worked"
+    assert "shard-0000" in consumer.workers, "the shard was stopped while its lease could be renewed"
+    table.failing = False
+    stream.put("shard-0000", b"2")
+    await until(lambda: len(applier.applied) == 2)
+    stop.set()
+    assert await asyncio.wait_for(run, 10) == 0
