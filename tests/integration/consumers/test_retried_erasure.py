@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -22,52 +21,17 @@ from consumers.wiring import build_mapper, open_clients
 from gorse_cdc.errors import GorseRetriableError
 from gorse_cdc.gorse import Feedback, GorseClient
 from gorse_cdc.settings import Settings
-
-
-class FaultProxy:
-    """Forwards to Gorse. ``before_forward(request)`` may answer instead (a fault) or wait."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.before_forward: Callable[[web.Request], Awaitable[web.Response | None]] | None = None
-        self.session: aiohttp.ClientSession | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if self.before_forward is not None:
-            answer = await self.before_forward(request)
-            if answer is not None:
-                return answer
-        assert self.session is not None
-        async with self.session.request(
-            request.method,
-            self.upstream + request.path_qs,
-            data=body,
-            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
-        ) as r:
-            return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
+from tests.integration.http_proxy import ForwardingProxy, serving
 
 
 @pytest.fixture
-async def proxy(settings: Settings, stack: object) -> AsyncIterator[tuple[FaultProxy, str]]:
-    p = FaultProxy(settings.gorse_url)
-    p.session = aiohttp.ClientSession()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", p.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield p, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-        await p.session.close()
+async def proxy(settings: Settings, stack: object) -> AsyncIterator[tuple[ForwardingProxy, str]]:
+    async with serving(settings.gorse_url) as served:
+        yield served
 
 
 async def test_a_retried_plan_deletes_again_a_user_erased_during_its_first_attempt(
-    proxy: tuple[FaultProxy, str], settings: Settings
+    proxy: tuple[ForwardingProxy, str], settings: Settings
 ) -> None:
     p, url = proxy
     user = f"erased-{uuid.uuid4().hex[:10]}"

@@ -9,65 +9,23 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
-from aiohttp import web
 
 from gorse_cdc.gorse import Feedback, GorseClient
 from gorse_cdc.settings import Settings
+from tests.integration.http_proxy import ForwardingProxy, serving
 
 CALLERS = 16
 
 
-class SlowProxy:
-    """Forwards to Gorse; while ``delay_s`` > 0 each answer waits that long. Counts requests in
-    flight at Gorse's side of the proxy."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.delay_s = 0.0
-        self.in_flight = 0
-        self.peak = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        try:
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            async with (
-                aiohttp.ClientSession() as s,
-                s.request(
-                    request.method,
-                    self.upstream + request.path_qs,
-                    data=await request.read(),
-                    headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
-                ) as r,
-            ):
-                body = await r.read()
-                return web.Response(status=r.status, body=body, content_type=r.content_type)
-        finally:
-            self.in_flight -= 1
-
-
 @pytest.fixture
-async def proxy(settings: Settings, stack: object) -> AsyncIterator[tuple[SlowProxy, str]]:
-    p = SlowProxy(settings.gorse_url)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", p.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield p, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+async def proxy(settings: Settings, stack: object) -> AsyncIterator[tuple[ForwardingProxy, str]]:
+    async with serving(settings.gorse_url) as served:
+        yield served
 
 
 async def test_a_slow_gorse_gets_fewer_requests_and_none_fails(
-    proxy: tuple[SlowProxy, str], settings: Settings
+    proxy: tuple[ForwardingProxy, str], settings: Settings
 ) -> None:
     p, url = proxy
     tag = uuid.uuid4().hex[:6]
