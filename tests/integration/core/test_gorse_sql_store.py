@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import re
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from entrypoints.stack import install
-from entrypoints.stack.components import Stack
-from entrypoints.stack.processes import http_ok
+from entrypoints.stack.sql_gorse import gorse_on, postgres_database
 from gorse_cdc.errors import GorseRequestError
 from gorse_cdc.gorse import Feedback, GorseClient
 from gorse_cdc.settings import Settings
-from tests.integration.gateway.conftest import free_port
 
 CALLERS = 16
 
@@ -33,51 +27,11 @@ CALLERS = 16
 @pytest.fixture(scope="module")
 def sql_gorse(settings: Settings, stack: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a gorse-in-one whose data and cache stores are a new PostgreSQL database."""
-    st, src = settings.stack, settings.source
-    db = f"gorse_sql_{uuid.uuid4().hex[:8]}"
-    pg = Stack(settings).postgres
-    pg.psql(f"CREATE DATABASE {db} OWNER {src.user}")
-    d = tmp_path_factory.mktemp("gorse-sql")
-    http, grpc = free_port(), free_port()
-    text = (install.GORSE_MODULE_DIR / "config.toml").read_text("utf-8")
-    text = re.sub(r"(?m)^port = \d+", f"port = {grpc}", text)
-    text = re.sub(r"(?m)^http_port = \d+", f"http_port = {http}", text)
-    text = re.sub(r'(?m)^(http_)?host = "[^"]*"', lambda m: f'{m.group(1) or ""}host = "127.0.0.1"', text)
-    (d / "config.toml").write_text(text)
-    dsn = (
-        f"postgres://{src.user}:{src.password.get_secret_value()}@{st.host}:{st.port('postgres')}/{db}"
-        "?sslmode=disable"
-    )
-    key = settings.gorse.api_key.get_secret_value()
-    env = {
-        **os.environ,
-        "GORSE_DATA_STORE": dsn,
-        "GORSE_CACHE_STORE": dsn,
-        "GORSE_SERVER_API_KEY": key,
-        "GORSE_ADMIN_API_KEY": key,
-        "GORSE_DASHBOARD_USER_NAME": "gorse-cdc",
-        "GORSE_DASHBOARD_PASSWORD": key,
-    }
-    (d / "cache").mkdir()
-    binary = install.ensure_gorse(st.cache_dir, st.gorse_version)
-    argv = [str(binary), "-c", str(d / "config.toml"), "--cache-path", str(d / "cache")]
-    with (d / "gorse.log").open("wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{http}"
-    try:
-        deadline = time.monotonic() + 90
-        while not http_ok(url + "/api/health/ready"):
-            assert proc.poll() is None, (d / "gorse.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "Gorse on PostgreSQL not ready in 90 s"
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        pg.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    with (
+        postgres_database(settings) as dsn,
+        gorse_on(settings, dsn, tmp_path_factory.mktemp("gorse-sql")) as g,
+    ):
+        yield g.url
 
 
 async def hammer(url: str, settings: Settings, feedback_writers: int | None) -> collections.Counter[str]:
