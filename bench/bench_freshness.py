@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 import boto3
+import orjson
 import psycopg
 
 from consumers.metrics import Metrics
@@ -50,6 +51,7 @@ from producers.synthetic_model import GeneratorConfig
 
 PROBE_USER = 990_000_001
 PROBE_MOVIE0 = 1_900_000_000  # counting down: the activity numbers new movies max + 1
+_PROBE_MARK = str(PROBE_USER).encode()
 
 
 @dataclass
@@ -58,6 +60,62 @@ class Run:
     load: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, applied/s)
     put: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, DMS put/s)
     lost: int = 0
+    stages: StageClock = field(default_factory=lambda: StageClock())
+
+
+@dataclass
+class StageClock:
+    """Where each probe's change waited (wall clock, seconds): committed in PostgreSQL ->
+    arrived in Kinesis (ApproximateArrivalTimestamp: the local DMS's capture and put) -> taken
+    into a batch the consumer applies (reading, and waiting behind the shard's previous batch) ->
+    that batch applied (its Gorse writes, the whole batch's) -> readable (the poller, every 50 ms)."""
+
+    committed: dict[str, float] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)
+    taken: dict[str, float] = field(default_factory=dict)
+    applied: dict[str, float] = field(default_factory=dict)
+    readable: dict[str, float] = field(default_factory=dict)
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def watch(self, applier: Any) -> None:
+        """Wrap the consumer's applier (in this process) to time the probe records it applies."""
+        inner = applier.apply
+
+        async def apply(records: Any, should_stop: Any) -> Any:
+            now = time.time()
+            mine = {}
+            for r in records:
+                if _PROBE_MARK in r.data:
+                    row = orjson.loads(r.data).get("data") or {}
+                    if str(row.get("user_id")) == str(PROBE_USER) and "movie_id" in row:
+                        mine[str(row["movie_id"])] = r.arrived_at.timestamp() if r.arrived_at else now
+            if mine:
+                self.batch_sizes.append(len(records))
+            for movie, arrived in mine.items():
+                self.arrived.setdefault(movie, arrived)
+                self.taken.setdefault(movie, now)
+            out = await inner(records, should_stop)
+            done = time.time()
+            for movie in mine:
+                self.applied.setdefault(movie, done)
+            return out
+
+        applier.apply = apply
+
+    def report(self) -> dict[str, list[float]]:
+        """stage -> its durations (ms) over the probes seen at every step."""
+        marks = [self.committed, self.arrived, self.taken, self.applied, self.readable]
+        names = [
+            "commit -> in Kinesis (DMS)",
+            "in Kinesis -> taken (read, queued)",
+            "taken -> applied (batch's Gorse writes)",
+            "applied -> readable (poll)",
+        ]
+        movies = [m for m in self.readable if all(m in d for d in marks)]
+        return {
+            name: [(b[m] - a[m]) * 1000 for m in movies]
+            for name, a, b in zip(names, marks, marks[1:], strict=True)
+        }
 
 
 def private(settings: Settings, tag: str, shards: int) -> Settings:
@@ -74,7 +132,7 @@ def private(settings: Settings, tag: str, shards: int) -> Settings:
     )
 
 
-def pct(values: list[float], p: float) -> float:
+def pct(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
@@ -97,6 +155,7 @@ async def probe_loop(
             for movie, committed in list(pending.items()):
                 if movie in liked:
                     run.probes.append((committed - t0, now - committed))
+                    run.stages.readable[movie] = time.time()
                     del pending[movie]
                 elif now - committed > 60:
                     run.lost += 1
@@ -114,6 +173,7 @@ async def probe_loop(
             movie = PROBE_MOVIE0 - i
             conn.execute("INSERT INTO movies VALUES (%s, 'probe', '2000-01-01', 'Drama')", (movie,))
             committed = time.monotonic()
+            run.stages.committed[str(movie)] = time.time()
             conn.execute("INSERT INTO ratings VALUES (%s, %s, 5, now())", (PROBE_USER, movie))
             pending[str(movie)] = committed
             await asyncio.sleep(max(0.0, every - (time.monotonic() - committed)))
@@ -156,10 +216,14 @@ async def main(
     """The run; ``base`` and ``reset_gorse`` (default: the stack's) let bench/bench_topology.py
     run it on a Gorse of its own. Returns the figures it printed."""
     base = base or Settings()
+    if getattr(args, "gorse_fit_period", None):  # bench/bench_topology.py passes its own args
+        stack = base.stack.model_copy(update={"gorse_fit_period": args.gorse_fit_period})
+        base = base.model_copy(update={"stack": stack})
     s = private(base, uuid.uuid4().hex[:8], args.shards)
     ensure_stream(s)
     ensure_bucket(s)
     env = child_env(s)
+    args.logs.mkdir(parents=True, exist_ok=True)
     print(f"generating a MovieLens-100K-sized database ({args.ratings:,} ratings) ...")
     with psycopg.connect(s.source_dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM ratings; DELETE FROM movies; DELETE FROM users;")
@@ -171,6 +235,7 @@ async def main(
     await asyncio.to_thread(reset_gorse or Stack(s).reset_gorse)
     async with GorseClient.from_settings(s) as g, open_consumer(s, metrics) as consumer:
         consumer_stop = asyncio.Event()
+        run.stages.watch(consumer.parts.applier)
         consuming = asyncio.create_task(consumer.run(consumer_stop))
         started = time.monotonic()
         dms = spawn(
@@ -236,6 +301,18 @@ async def main(
             f"p50 {pct(lat, 50):.0f} ms, p90 {pct(lat, 90):.0f} ms, p99 {pct(lat, 99):.0f} ms, "
             f"max {max(lat):.0f} ms, mean {statistics.mean(lat):.0f} ms"
         )
+    stages = run.stages.report()
+    if stages and any(stages.values()):
+        print("where the probes' changes waited (ms):")
+        for name, values in stages.items():
+            if values:
+                print(
+                    f"  {name:<42} p50 {pct(values, 50):7.0f}  p90 {pct(values, 90):7.0f}  "
+                    f"p99 {pct(values, 99):7.0f}  max {max(values):7.0f}"
+                )
+                figures[f"stage {name} p99_ms"] = pct(values, 99)
+        sizes = run.stages.batch_sizes
+        print(f"  batches holding a probe: {len(sizes)}, records p50 {pct(sizes, 50):.0f}, max {max(sizes)}")
     if lat:
         figures.update(p50_ms=pct(lat, 50), p90_ms=pct(lat, 90), p99_ms=pct(lat, 99), max_ms=max(lat))
     if args.png:
@@ -363,6 +440,11 @@ if __name__ == "__main__":
     p.add_argument("--png", default="", help="write the chart here (e.g. bench/freshness.png)")
     p.add_argument(
         "--mix", default="", help="the activity's mix (gorse-cdc data activity --mix); default: all kinds"
+    )
+    p.add_argument(
+        "--gorse-fit-period",
+        help="restart Gorse with this loop period (e.g. 10m; default: the stack's, 1m): on the SQLite "
+        "gorse-in-one each loop holds the store while it rewrites every item's neighbours",
     )
     p.add_argument("--logs", type=Path, default=Path("/tmp"), help="where dms.log and activity.log go")
     try:

@@ -58,13 +58,16 @@ class WritePlan:
     # items changed on other shards, told by RefreshLiked records: read fresh before the liked
     # labels are recomputed (the values are the ones told, for diagnosis)
     item_values: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
-    # likers of edited items still to be told (fan-out records, consumers.refresh): told after
+    # likers of edited items still to be told (fan-out records, gorse_cdc.refresh_records): told after
     # every other phase, a bounded number per plan
     fan_out: list[FanOutLikers] = field(default_factory=list)
     # items whose feedback of a user deleted in this plan the user's delete removes (its
     # rating deletes coalesced away): Gorse may hold them as blanks it auto-inserted, which
     # the sink removes like the items of ``delete_feedback`` (GorseSink._drop_orphan_items)
     orphan_checks: set[str] = field(default_factory=set)
+    # users another writer wrote (RefreshLiked.reread): what is remembered of them is forgotten
+    # before their liked labels are recomputed
+    reread_users: set[str] = field(default_factory=set)
 
     @property
     def empty(self) -> bool:
@@ -110,6 +113,7 @@ class PlanBuilder:
         self._pairs_of_user: dict[str, set[PairKey]] = {}
         self._pairs_of_item: dict[str, set[PairKey]] = {}
         self._refresh: set[str] = set()
+        self._reread: set[str] = set()
         self._events: dict[tuple[str, str, str], Feedback] = {}  # the last event per (type, user, item)
         self._item_values: dict[str, tuple[str, ...] | None] = {}
         self._fan_out: dict[EntityKey, FanOutLikers] = {}
@@ -145,6 +149,8 @@ class PlanBuilder:
         elif isinstance(op, RefreshLiked):
             self._refresh.add(op.user_id)
             self._item_values.update(op.items)
+            if op.reread:
+                self._reread.add(op.user_id)
         elif isinstance(op, FanOutLikers):  # a promise, not a state: every one is kept
             self._fan_out[(*op.entity_key, *(op.users or ()))] = op
         else:
@@ -197,6 +203,7 @@ class PlanBuilder:
             plan.liked_users.add(uid)
         plan.put_events = dict(sorted(self._events.items()))
         plan.liked_users |= self._refresh
+        plan.reread_users = set(self._reread)
         plan.item_values = dict(self._item_values)
         plan.fan_out = list(self._fan_out.values())
         plan.orphan_checks = self._orphan_checks - self._deleted_items

@@ -26,11 +26,11 @@ from consumers.events import EVENTS_TABLE, decode_event
 from consumers.metrics import Metrics
 from consumers.protocols import DeadLetterStore, Sink
 from consumers.records import ShardRecord
-from consumers.refresh import decode_refresh
 from gorse_cdc.dms.record import decode_record
 from gorse_cdc.errors import GorseFatalError, GorseRetriableError, PermanentRecordError
 from gorse_cdc.mapping import Mapper
 from gorse_cdc.mapping.ops import Operation
+from gorse_cdc.refresh_records import decode_refresh
 from gorse_cdc.retry import ErrorClass, FailedAttempt, RetryPolicy, classify, retry_async
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from consumers.leases.table import LeaseTable
 from consumers.metrics import Metrics
 from consumers.pipeline import BatchApplier
 from consumers.protocols import DeadLetterStore, RecordSource, Sink
-from consumers.refresh import RefreshPublisher
 from consumers.service import Consumer, ConsumerParts
 from consumers.sink.discard import DiscardSink
 from consumers.sink.erasures import DynamoErasureLog
@@ -32,6 +31,7 @@ from consumers.sink.gorse_sink import GorseSink
 from consumers.sink.item_cache import ItemLabelCache
 from gorse_cdc.gorse.client import GorseClient
 from gorse_cdc.mapping import Mapper, load_spec
+from gorse_cdc.refresh_records import RefreshPublisher
 from gorse_cdc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,12 @@ def gorse_sink(
     *,
     publish: bool = True,
     metrics: Metrics | None = None,
+    tell_owners: bool = False,
 ) -> GorseSink:
     """``publish``: genre edits tell likers through refresh records (the live consumer); a
-    replay, which holds the leases of every shard it writes, writes them itself."""
+    replay, which holds the leases of every shard it writes, writes them itself.
+    ``tell_owners``: a writer beside the live consumer without its leases (an archive replay or
+    re-drive run --beside-live) tells the owners of the users it wrote (reread records)."""
     c = settings.consumer
     refused = metrics.events_refused_erased.inc if metrics is not None else None
     cache = ItemLabelCache(
@@ -102,7 +105,8 @@ def gorse_sink(
         ttl_s=c.item_cache_ttl_s,
         concurrency=c.gorse_concurrency,
     )
-    publisher = refresh_publisher(settings, clients, mapper) if publish else None
+    records = refresh_publisher(settings, clients, mapper) if publish or tell_owners else None
+    publisher = records if publish else None
     return GorseSink(
         clients.gorse,
         mapper,
@@ -114,12 +118,22 @@ def gorse_sink(
         retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired
         erasures=DynamoErasureLog(clients.dynamodb, c.erasures_table) if c.erasure_guard else None,
         on_refused_events=refused,
-        remember_likes=c.remember_likes,
+        remember_likes=c.remember_likes and remembering_is_exact(settings, clients, mapper),
+        tell_owners=records.tell_rewritten if tell_owners and records is not None else None,
     )
 
 
+def remembering_is_exact(settings: Settings, clients: Clients, mapper: Mapper) -> bool:
+    """Remembered likes are exact only while every other writer of a user's feedback can tell
+    the user's own shard (refresh records): users must be partitioned by their id."""
+    if refresh_publisher(settings, clients, mapper) is not None:
+        return True
+    log.warning("consumer.remember_likes is off: refresh records cannot reach a user's own shard")
+    return False
+
+
 def items_by_id(mapper: Mapper) -> bool:
-    """Fan-out records (consumers.refresh) are read after the item's write only on the item's
+    """Fan-out records (gorse_cdc.refresh_records) are read after the item's write only on the item's
     own shard: items must be partitioned by their id; otherwise likers are told in the plan
     that writes the item (unbounded)."""
     items = mapper.spec.table_for("item")
@@ -137,7 +151,7 @@ def items_by_id(mapper: Mapper) -> bool:
 
 def refresh_publisher(settings: Settings, clients: Clients, mapper: Mapper) -> RefreshPublisher | None:
     """Refresh records reach a user's shard only if users are partitioned by their id (as the
-    seed's mapping does); otherwise likers are written directly (see consumers.refresh)."""
+    seed's mapping does); otherwise likers are written directly (see gorse_cdc.refresh_records)."""
     users, feedback = mapper.spec.table_for("user"), mapper.spec.table_for("feedback")
     if not users or users[1].user is None or mapper.liked_feedback_type is None:
         return None

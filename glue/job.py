@@ -14,14 +14,15 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from aiobotocore.session import get_session
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -49,6 +50,7 @@ from glue.vocabulary import DriftClass, ExitCode, Kind
 from glue.writes import GorseWriter
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper, load_spec
+from gorse_cdc.refresh_records import RefreshPublisher
 from gorse_cdc.retry import RateLimiter
 from gorse_cdc.settings import Settings
 
@@ -205,8 +207,8 @@ async def _repair(
     poll: CdcPoll,
     source_check: bool,
 ) -> Repairer:
-    async with GorseClient.from_settings(settings) as client:
-        writer = None if options.dry_run else GorseWriter(client, settings.consumer.gorse_concurrency)
+    async with GorseClient.from_settings(settings) as client, _owners_teller(settings, options) as tell:
+        writer = None if options.dry_run else GorseWriter(client, settings.consumer.gorse_concurrency, tell)
         check = None
         if source_check:
             from glue.source_check import SourceDbCheck
@@ -235,6 +237,19 @@ async def _repair(
             if check is not None:
                 check.close()
         return rep
+
+
+@asynccontextmanager
+async def _owners_teller(
+    settings: Settings, options: ReconcileOptions
+) -> AsyncIterator[Callable[[Iterable[str]], Awaitable[None]] | None]:
+    """Tells repaired users' live owners through reread refresh records (glue.writes)."""
+    if options.dry_run or not settings.reconcile.tell_owners:
+        yield None
+        return
+    session: Any = get_session()
+    async with session.create_client("kinesis", **settings.aws_client_kwargs("kinesis")) as kinesis:
+        yield RefreshPublisher(kinesis, settings.kinesis.stream_name).tell_rewritten
 
 
 def _mapper(settings: Settings) -> Mapper:

@@ -1,10 +1,15 @@
 """Gorse writes for the repair: rate limited (gorse_cdc.retry.RateLimiter, built by the job),
-retried, chunked, through the shared client."""
+retried, chunked, through the shared client.
+
+Each chunk that wrote users or feedback then tells those users' owners (``tell``: a reread
+refresh record on each user's own shard, gorse_cdc.refresh_records): the live consumer
+remembers what it wrote of its users (remembered likes and demographics) and would otherwise
+recompute a repaired user's liked labels from a memory that missed the repair."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 import orjson
@@ -34,21 +39,36 @@ async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy = R
 class GorseWriter:
     """Applies one chunk of a repair phase: upsert (users/items), put (feedback), delete."""
 
-    def __init__(self, client: GorseClient, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        client: GorseClient,
+        concurrency: int = 8,
+        tell: Callable[[Iterable[str]], Awaitable[None]] | None = None,
+    ) -> None:
         self.client = client
         self._sem = asyncio.Semaphore(concurrency)
+        self._tell = tell  # after the writes: users written behind their owner's back
+        self.told = 0
+
+    async def _told(self, users: Iterable[str]) -> None:
+        ids = sorted(set(users))
+        if self._tell is not None and ids:
+            await with_retries(lambda: self._tell(ids))  # type: ignore[misc]
+            self.told += len(ids)
 
     async def upsert(self, kind: str, entities: Sequence[str]) -> None:
         docs = [orjson.loads(e) for e in entities]
         if kind == "users":
             users = [User.from_json(d) for d in docs]
             await with_retries(lambda: self.client.upsert_users(users))
+            await self._told(u.user_id for u in users)
         elif kind == "items":
             items = [Item.from_json(d) for d in docs]
             await with_retries(lambda: self.client.upsert_items(items))
         else:
             fbs = [Feedback.from_json(d) for d in docs]
             await with_retries(lambda: self.client.put_feedback(fbs))
+            await self._told(f.user_id for f in fbs)
 
     async def _delete_one(self, kind: str, key: list[str]) -> None:
         async with self._sem:
@@ -61,3 +81,7 @@ class GorseWriter:
 
     async def delete(self, kind: str, keys: Sequence[list[str]]) -> None:
         await asyncio.gather(*(self._delete_one(kind, k) for k in keys))
+        if kind == "users":
+            await self._told(k[0] for k in keys)
+        elif kind == "feedback":
+            await self._told(k[1] for k in keys)

@@ -66,6 +66,13 @@ class StackSettings(BaseModel):
         5.0, gt=0, description="the gorse-worker's --interval: how often it rebuilds changed users' lists"
     )
     gorse_worker_jobs: int = Field(1, ge=1, description="the gorse-worker's --jobs")
+    gorse_fit_period: str | None = Field(
+        None,
+        pattern=r"^\d+[smh]$",
+        description="Gorse's loop period (collaborative and ranker fit_period; docker/gorse/config.toml: "
+        "1m). Each loop reloads the dataset and rewrites every item's neighbours: on the SQLite "
+        "gorse-in-one that holds the store for minutes under load (bench/bench_freshness.py)",
+    )
     gorse_version: str = "v0.5.11"
     cache_dir: Path = Field(
         Path.home() / ".cache" / "gorse-cdc",
@@ -188,9 +195,12 @@ class ConsumerSettings(BaseModel):
         "a shard that is behind holds two (the one applying and the next)",
     )
     remember_likes: bool = Field(
-        False,
-        description="EXPERIMENTAL: keep each own user's liked items in memory instead of reading them per "
-        "batch (2x fresher at 1,000 changes/s); wrong beside another writer of feedback, the reconcile",
+        True,
+        description="keep each own user's liked items in memory instead of reading them from Gorse per "
+        "batch (the largest share of the consumer's Gorse calls). Exact because every other writer of "
+        "feedback tells the user's shard (reread refresh records: the reconcile's repair, archive "
+        "replays and re-drives run --beside-live) or takes the shard's lease (a Kinesis replay); on "
+        "only when users are partitioned by their id",
     )
     read_ahead: bool = Field(True, description="a shard that is behind reads its next batch during the apply")
     gorse_concurrency: int = Field(8, ge=1)
@@ -281,6 +291,12 @@ class ReconcileSettings(BaseModel):
         ge=0,
         description="during the repair, list the CDC folders again (to defer keys changed meanwhile) "
         "at most this often; 0 = before every chunk",
+    )
+    tell_owners: bool = Field(
+        True,
+        description="after each repaired chunk of users or feedback, put a reread refresh record per "
+        "user on the DMS stream (kinesis.stream_name): its live owner forgets what it remembers of "
+        "them (consumer.remember_likes needs it); off only when no consumer reads that stream",
     )
 
 

@@ -87,14 +87,24 @@ class Replay:
     async def _apply(self, applier: Applier, records: list[ShardRecord]) -> BatchOutcome:
         return await applier.apply(records, self._stop.is_set)
 
-    def _applier(self, clients: Clients, source: str, *, label: str | None = None, **kw: Any) -> Applier:
+    def _applier(
+        self,
+        clients: Clients,
+        source: str,
+        *,
+        label: str | None = None,
+        tell_owners: bool = False,
+        **kw: Any,
+    ) -> Applier:
         """The shared apply path, filtered, rate-limited and counted; in a dry run its sink and
         dead-letter store only count."""
         mapper = build_mapper(self.settings)
         sink = (
             DryRunSink()
             if self.dry_run
-            else gorse_sink(self.settings, clients, mapper, publish=False, metrics=self.metrics)
+            else gorse_sink(
+                self.settings, clients, mapper, publish=False, metrics=self.metrics, tell_owners=tell_owners
+            )
         )
         dead = CollectingStore() if self.dry_run else kw.pop("dead_letters", None)
         inner = build_applier(
@@ -322,15 +332,19 @@ class Replay:
     async def _write_plan(self, inner: BatchApplier, plan: WritePlan) -> None:
         await inner.write_plan(plan, self._stop.is_set)
 
-    async def _refuse_beside_live(self, clients: Clients, what: str) -> None:
+    async def _refuse_beside_live(self, clients: Clients, what: str) -> bool:
         """An archive replay or a re-drive applies old records one batch at a time, without
         the live checkpoints to stop at: beside a live consumer it could set a key back (an
-        erased user brought back until the reconcile). Refused unless ``beside_live``."""
-        if self.beside_live or self.dry_run:
-            return
+        erased user brought back until the reconcile). Refused unless ``beside_live``; then
+        True: it runs beside the live consumer and tells the owners of the users it writes."""
+        if self.dry_run:
+            return False
         s = self.settings
         table = LeaseTable(clients.dynamodb, s.leases.table)
         live = await live_owners(table, s.leases.failover_ms / 1000)
+        if live and self.beside_live:
+            log.warning("%s runs beside a live consumer (%s): --beside-live", what, ", ".join(live))
+            return True
         if live:
             raise FatalError(
                 f"a live consumer ({', '.join(live)}) is running on lease table {s.leases.table}: {what} "
@@ -338,6 +352,7 @@ class Replay:
                 "(an erased user brought back). Stop the consumer first, or pass --beside-live and "
                 "run the reconcile afterwards; a Kinesis replay (gorse-cdc replay kinesis) is safe beside it"
             )
+        return False
 
     # ---- S3 archive -----------------------------------------------------------------------------
     async def archive(
@@ -347,7 +362,7 @@ class Replay:
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
             clients = await open_clients(stack, s, self.metrics)
-            await self._refuse_beside_live(clients, "an archive replay")
+            beside = await self._refuse_beside_live(clients, "an archive replay")
             cps = await self._checkpoints(clients)
             position = await cps.position(ARCHIVE_SHARD)
             if is_finished(position):
@@ -371,7 +386,7 @@ class Replay:
             # numbers are: the run's start time keeps its dead letters apart from other runs'
             run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             source_name = f"s3://{s.s3.bucket}/{s.s3.prefix}/run-{run}"
-            applier = self._applier(clients, source_name, label=ARCHIVE_SHARD)
+            applier = self._applier(clients, source_name, label=ARCHIVE_SHARD, tell_owners=beside)
             bar = self._bar("s3 archive", total=sum(f.size for fs in files.values() for f in fs), unit="B")
             bar.unit_scale = True
             batch: list[ShardRecord] = []
@@ -409,7 +424,7 @@ class Replay:
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
             clients = await open_clients(stack, s, self.metrics)
-            await self._refuse_beside_live(clients, "a dead-letter re-drive")
+            beside = await self._refuse_beside_live(clients, "a dead-letter re-drive")
             store: S3Letters | SqsLetters
             if s.dead_letters.kind == "sqs":
                 store = SqsLetters(dead_letter_store(s, clients))  # type: ignore[arg-type]
@@ -432,7 +447,7 @@ class Replay:
             )
             bar = self._bar("dead letters", total=len(stored))
             again = CollectingStore()
-            applier = self._applier(clients, "dead-letters", dead_letters=again)
+            applier = self._applier(clients, "dead-letters", dead_letters=again, tell_owners=beside)
             try:
                 for item in stored:
                     again.letters.clear()

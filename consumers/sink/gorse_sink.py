@@ -4,7 +4,7 @@ plan that failed half-way is simply executed again.
 
 Genre edits: when an UpsertItem changes the item's liked-labels source values (or an item is
 deleted), the users who liked it are refreshed too: through refresh records on their own
-shards when a publisher is wired (consumers.refresh: one writer per user), else (one process,
+shards when a publisher is wired (gorse_cdc.refresh_records: one writer per user), else (one process,
 tests) written here directly.
 
 The re-tell: a user who likes an edited item within the item-cache TTL of the edit, on a
@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from consumers.coalesce import WritePlan
-from consumers.refresh import RefreshPublisher, Values
 from consumers.sink import stale
 from consumers.sink.erasures import ErasureLog
 from consumers.sink.item_cache import ItemLabelCache
@@ -37,6 +36,7 @@ from gorse_cdc.gorse.models import Feedback, Item
 from gorse_cdc.gorse.write_locks import user_batches
 from gorse_cdc.mapping import Mapper
 from gorse_cdc.mapping.ops import FanOutLikers
+from gorse_cdc.refresh_records import RefreshPublisher, Values
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -87,8 +87,13 @@ class GorseSink:
         remember_likes: bool = False,
         fan_out_records: bool = False,
         fan_out_per_plan: int = 1000,
+        tell_owners: Callable[[Iterable[str]], Awaitable[None]] | None = None,
     ) -> None:
-        # genre edits tell their likers through fan-out records (consumers.refresh), at most
+        # a writer beside the live consumer that holds no lease (an archive replay or re-drive
+        # run --beside-live): after each plan it tells the owners of the users it wrote
+        # (reread refresh records), so what they remember of them is read again
+        self.tell_owners = tell_owners
+        # genre edits tell their likers through fan-out records (gorse_cdc.refresh_records), at most
         # fan_out_per_plan per plan; only with a publisher, and items partitioned by their id
         self.fan_out_records = fan_out_records and publisher is not None
         self.fan_out_per_plan = fan_out_per_plan
@@ -134,6 +139,8 @@ class GorseSink:
 
     async def write(self, plan: WritePlan) -> None:
         c, limit = self.client, self.concurrency
+        for user in plan.reread_users:  # written behind this worker's back: read them again
+            self.liked.forget(user)
         # 1. entity deletes (Gorse also drops their feedback)
         refresh = await self._likers(dict.fromkeys(plan.delete_items))
         if self.fan_out_records and refresh:  # promised before Gorse forgets who they are
@@ -214,6 +221,8 @@ class GorseSink:
         await self._refresh_likers(refresh, plan)
         await self._fan_out(plan.fan_out)
         self._owed.difference_update(plan.upsert_items)  # every refresh is written or published
+        if self.tell_owners is not None:
+            await self.tell_owners(written_users(plan))
 
     def _note_likes(self, plan: WritePlan) -> None:
         """Keep the remembered likes of this worker's users as this plan left them in Gorse."""
@@ -419,6 +428,14 @@ class GorseSink:
             [lambda g=g: self.liked.write(g, plan.upsert_users) for g in groups],  # type: ignore[misc]
             max(1, self.concurrency // 4),
         )
+
+
+def written_users(plan: WritePlan) -> set[str]:
+    """Every user whose row or feedback the plan writes."""
+    users = set(plan.delete_users) | plan.upsert_users.keys() | plan.liked_users
+    users |= {u for u, _ in plan.put_feedback} | {u for u, _ in plan.delete_feedback}
+    users |= {u for _, u, _ in plan.stale_feedback}
+    return users
 
 
 def _listed(refresh: dict[str, dict[str, Values]]) -> list[FanOutLikers]:

@@ -114,6 +114,8 @@ class LocalGorse:
         """docker/gorse/config.toml with the stack's loopback host and master ports."""
         base = (install.GORSE_MODULE_DIR / "config.toml").read_text("utf-8")
         text = re.sub(r"(?m)^port = \d+", f"port = {self.st.port('gorse_grpc')}", base)
+        if self.st.gorse_fit_period:
+            text = re.sub(r'(?m)^fit_period = "[^"]*"', f'fit_period = "{self.st.gorse_fit_period}"', text)
         text = re.sub(r"(?m)^http_port = \d+", f"http_port = {self.st.port('gorse_http')}", text)
         text = re.sub(
             r'(?m)^(http_)?host = "[^"]*"', lambda m: f'{m.group(1) or ""}host = "{self.host}"', text

@@ -110,10 +110,13 @@ class DeleteFeedback:
 class RefreshLiked:
     """Recompute a user's liked labels: an item they liked changed its label values on another
     shard (``items``: the new values, None for a deleted item). Not a source change: the item's
-    writer puts it on the user's own shard, so only the user's shard ever writes the user."""
+    writer puts it on the user's own shard, so only the user's shard ever writes the user.
+    ``reread``: another writer (the reconcile's repair) wrote the user's feedback or row behind
+    the owner's back: the owner forgets what it remembers of the user and reads it again."""
 
     user_id: str
     items: tuple[tuple[str, tuple[str, ...] | None], ...] = ()
+    reread: bool = False
 
     @property
     def entity_key(self) -> EntityKey:
@@ -129,7 +132,7 @@ class FanOutLikers:
     """Tell the users who like an item that its label values changed (a RefreshLiked record
     on each one's shard). Not a source change: a promise the item's writer puts on the item's
     own shard *before* it writes the item, kept by whoever owns that shard next, in bounded
-    steps (consumers.refresh). ``users``: the likers to tell (a deleted item: Gorse no longer
+    steps (gorse_cdc.refresh_records). ``users``: the likers to tell (a deleted item: Gorse no longer
     knows them); None: the likers Gorse holds, in user id order; both only after ``after``."""
 
     item_id: str

@@ -36,7 +36,7 @@ RESOURCE_OF: dict[tuple[str, str], str] = {
     ("consumers.kinesis.reader", "kinesis"): "kinesis.stream_name",
     ("consumers.kinesis.shards", "kinesis"): "kinesis.stream_name",
     ("consumers.kinesis.fanout", "kinesis"): "kinesis.stream_name",
-    ("consumers.refresh", "kinesis"): "kinesis.stream_name",
+    ("gorse_cdc.refresh_records", "kinesis"): "kinesis.stream_name",
     ("consumers.leases.table", "dynamodb"): "leases.table",
     ("consumers.replay.checkpoints", "dynamodb"): "replay.table",
     ("consumers.replay.runner", "dynamodb"): "leases.table",  # is the live lease table there?

@@ -102,7 +102,10 @@ def test_the_calls_are_read_from_the_code() -> None:
     started = calls._programs_started(calls.reachable(*calls.entry_for(["consume"])))
     assert started == {"consumers.kcl.__main__"}
     # not AWS: Gorse's client (positional id), pydantic's SecretStr.get_secret_value()
-    assert not any(c.module.startswith("gorse_cdc") for c in calls.calls_of(["consume"]))
+    # (the refresh records' publisher is the one core module that calls AWS)
+    assert {c.module for c in calls.calls_of(["consume"]) if c.module.startswith("gorse_cdc")} == {
+        "gorse_cdc.refresh_records"
+    }
 
 
 def test_every_module_with_aws_calls_says_what_it_touches() -> None:
@@ -162,12 +165,12 @@ def test_a_new_call_in_the_code_fails_until_granted(monkeypatch: pytest.MonkeyPa
     assert grant_problems(consumer) == []
     original = calls.modules()
     patched = dict(original)
-    module = copy.deepcopy(original["consumers.refresh"])
+    module = copy.deepcopy(original["gorse_cdc.refresh_records"])
     publish = module.classes["RefreshPublisher"]["publish"].node
     publish.body.insert(
         0, ast.parse("await self.kinesis.merge_shards(StreamName=self.stream, ShardToMerge='a')").body[0]
     )
-    patched["consumers.refresh"] = module
+    patched["gorse_cdc.refresh_records"] = module
     monkeypatch.setattr(calls, "modules", lambda: patched)
     assert [p.split(" (")[0] for p in grant_problems(consumer)] == ["kinesis:MergeShards"]
 
@@ -211,3 +214,28 @@ def test_root_deploys_every_layer() -> None:
         r["Properties"]["TemplateURL"] for r in root.values() if r["Type"] == "AWS::CloudFormation::Stack"
     }
     assert nested == {p.name for p in TEMPLATES} - {"root.yaml"}
+
+
+def test_the_reconcile_job_may_make_every_call_of_its_code() -> None:
+    """The Glue job (glue.main): each AWS call reachable from its code is granted to its role on
+    the resources it touches: its S3 archive, reports and temp files, and the stream of its own
+    kinesis.stream_name argument (the repair tells the repaired users' owners there)."""
+    t = load("reconcile.yaml")
+    role = t["Resources"]["JobRole"]
+    units = calls.reachable("glue.main", "reconcile_and_print")
+    actions = {c.action for u in units for c in calls.calls_in(u)}
+    assert "kinesis:PutRecords" in actions
+    args = t["Resources"]["ReconcileJob"]["Properties"]["DefaultArguments"]
+    assert args["--GORSE_CDC_KINESIS__STREAM_NAME"] == {"Ref": "StreamName"}
+    s3 = "arn:${AWS::Partition}:s3:::${BucketName}"
+    touched = {
+        "kinesis:PutRecords": [
+            f"{deployed.ARN}:kinesis:${{AWS::Region}}:${{AWS::AccountId}}:stream/${{StreamName}}"
+        ],
+        "s3:GetObject": [f"{s3}/${{S3Prefix}}/LOAD00000001.parquet"],
+        "s3:ListBucket": [s3],
+        "s3:PutObject": [f"{s3}/reconcile/report.json"],
+    }
+    assert set(touched) >= actions, f"a call this test does not place: {sorted(actions - set(touched))}"
+    missing = [a for a in sorted(actions) if not allows(role, a, touched[a])]
+    assert not missing, f"reconcile.yaml's role does not grant {missing} on what they touch"

@@ -136,7 +136,7 @@ def test_consumer_task_role_grants_what_the_consumer_calls_and_no_more() -> None
     assert grants["sqs:SendMessage"] == [
         "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${DeadLetterQueueName}"
     ]
-    # refresh records go to the stream it reads (consumers/refresh.py; issue 20 item 4)
+    # refresh records go to the stream it reads (gorse_cdc/refresh_records.py; issue 20 item 4)
     assert grants["kinesis:PutRecords"] == [
         "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${StreamName}"
     ]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 from consumers.coalesce import WritePlan, coalesce
-from consumers.refresh import RefreshPublisher, encode_fan_out
 from consumers.sink.gorse_sink import GorseSink
 from consumers.wiring import build_mapper
 from gorse_cdc.gorse.models import Feedback, Item
 from gorse_cdc.mapping.ops import FanOutLikers, RefreshLiked
+from gorse_cdc.refresh_records import RefreshPublisher, encode_fan_out
 from gorse_cdc.settings import Settings
 from tests.unit.consumers.test_gorse_sink_phases import RecordingGorse
 from tests.unit.consumers.test_refresh_publisher import FakeKinesis, no_sleep

@@ -211,7 +211,7 @@ async def test_with_a_publisher_likers_are_told_through_their_own_shard_never_wr
 
 async def test_a_refresh_record_recomputes_its_user_with_the_values_it_carries() -> None:
     from consumers.coalesce import coalesce
-    from consumers.refresh import decode_refresh, encode_refresh
+    from gorse_cdc.refresh_records import decode_refresh, encode_refresh
 
     gorse = RecordingGorse()
     gorse.likers["m1"] = ["fan"]
@@ -232,7 +232,7 @@ async def test_a_value_carried_by_a_refresh_record_is_never_cached() -> None:
     """Records of different users' shards are consumed out of order: an older told value must
     not replace what Gorse holds."""
     from consumers.coalesce import coalesce
-    from consumers.refresh import decode_refresh, encode_refresh
+    from gorse_cdc.refresh_records import decode_refresh, encode_refresh
 
     gorse = RecordingGorse()
     gorse.likers["m1"] = ["fan"]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from consumers.refresh import RefreshNotPublishedError, RefreshPublisher, decode_refresh
 from gorse_cdc.mapping.ops import FanOutLikers, RefreshLiked
+from gorse_cdc.refresh_records import RefreshNotPublishedError, RefreshPublisher, decode_refresh
 
 
 class FakeKinesis:

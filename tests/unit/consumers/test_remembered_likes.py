@@ -138,3 +138,61 @@ async def test_off_by_default_every_computation_reads_the_users_likes() -> None:
             WritePlan(put_feedback={("u1", "m1"): Feedback("like", "u1", "m1", 5.0)}, liked_users={"u1"})
         )
     assert g.like_reads == 3
+
+
+async def test_a_reread_record_makes_the_owner_read_a_repaired_user_again() -> None:
+    """The reconcile repairs a like behind the owner's back and tells it (a reread refresh
+    record on the user's shard): the next labels include the repaired like. Without the record
+    the owner's memory misses it and writes labels that stay wrong."""
+    from consumers.coalesce import coalesce
+    from gorse_cdc.refresh_records import decode_refresh, encode_refresh
+
+    def world() -> tuple[StoringGorse, GorseSink]:
+        g = StoringGorse()
+        g.items["m1"] = Item("m1", {"genres": ["Drama"]}, comment="M1")
+        g.items["m2"] = Item("m2", {"genres": ["Horror"]}, comment="M2")
+        g.items["m3"] = Item("m3", {"genres": ["Comedy"]}, comment="M3")
+        g.users["u1"] = User("u1", {"age": 30})
+        return g, GorseSink(g, build_mapper(Settings()), concurrency=4, remember_likes=True)  # type: ignore[arg-type]
+
+    def like(item: str) -> WritePlan:
+        return WritePlan(put_feedback={("u1", item): Feedback("like", "u1", item, 5.0)}, liked_users={"u1"})
+
+    told = decode_refresh(encode_refresh("u1", {}, reread=True))
+    assert told is not None and getattr(told, "reread", False)
+    for tell in (False, True):
+        g, sink = world()
+        await sink.write(like("m1"))
+        g.feedback.add(("like", "u1", "m2"))  # the reconcile's repair
+        plan = like("m3")
+        if tell:
+            told_plan = coalesce([told])  # type: ignore[list-item]
+            assert told_plan.reread_users == {"u1"} and "u1" in told_plan.liked_users
+            await sink.write(told_plan)
+        await sink.write(plan)
+        labels = str(g.written_users["u1"].labels)
+        assert ("Horror" in labels) is tell, (tell, labels)
+
+
+async def test_a_writer_beside_the_live_consumer_tells_every_user_it_wrote_after_writing() -> None:
+    """An archive replay or re-drive run --beside-live holds no lease: after each plan it tells
+    the owners of every user whose row or feedback it wrote (reread records)."""
+    g = StoringGorse()
+    g.items["m1"] = Item("m1", {"genres": ["Drama"]}, comment="M")
+    for u in ("u1", "u2", "u3", "u4"):
+        g.users[u] = User(u, {"age": 30})
+    told: list[tuple[list[str], set[tuple[str, str, str]]]] = []
+
+    async def tell(users: Any) -> None:
+        told.append((sorted(users), set(g.feedback)))  # what Gorse held when told
+
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=4, tell_owners=tell)  # type: ignore[arg-type]
+    g.feedback.add(("like", "u2", "m1"))
+    plan = WritePlan(
+        put_feedback={("u1", "m1"): Feedback("like", "u1", "m1", 5.0)},
+        delete_feedback=[("u2", "m1")],
+        upsert_users={"u3": User("u3", {"age": 31})},
+        liked_users={"u1", "u2", "u3"},
+    )
+    await sink.write(plan)
+    assert told == [(["u1", "u2", "u3"], {("like", "u1", "m1")})]

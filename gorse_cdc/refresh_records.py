@@ -51,9 +51,12 @@ USERS_PER_RECORD = 2_000  # listed likers per fan-out record (~40 kB; a record t
 Values = tuple[str, ...] | None
 
 
-def encode_refresh(user_id: str, items: Mapping[str, Values]) -> bytes:
+def encode_refresh(user_id: str, items: Mapping[str, Values], *, reread: bool = False) -> bytes:
     values = {i: list(v) if v is not None else None for i, v in items.items()}
-    return orjson.dumps({"gorse-cdc": KIND, "user": user_id, "items": values})
+    body: dict[str, Any] = {"gorse-cdc": KIND, "user": user_id, "items": values}
+    if reread:
+        body["reread"] = True
+    return orjson.dumps(body)
 
 
 def encode_fan_out(request: FanOutLikers) -> bytes:
@@ -98,6 +101,7 @@ def decode_refresh(data: bytes) -> RefreshLiked | FanOutLikers | None:
         tuple(
             sorted((str(i), tuple(str(x) for x in v) if v is not None else None) for i, v in items.items())
         ),
+        reread=body.get("reread") is True,
     )
 
 
@@ -132,6 +136,17 @@ class RefreshPublisher:
             [
                 {"Data": encode_refresh(user, items), "PartitionKey": user}
                 for user, items in sorted(refreshes.items())
+            ]
+        )
+
+    async def tell_rewritten(self, users: Iterable[str]) -> None:
+        """Tell each user's owner that another writer wrote the user's feedback or row (the
+        reconcile's repair): it forgets what it remembers of them and reads them again. Put
+        after the writes, on the user's own shard: read after every change it may have missed."""
+        await self._put_all(
+            [
+                {"Data": encode_refresh(user, {}, reread=True), "PartitionKey": user}
+                for user in sorted(set(users))
             ]
         )
 
