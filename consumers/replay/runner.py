@@ -163,6 +163,13 @@ class Replay:
             clients = await open_clients(stack, self.settings, self.metrics)
             cps = await self._checkpoints(clients)
             borrow = await self._borrow(clients)
+            if borrow is not None and (stop.timestamp is not None or stop.sequence_number is not None):
+                raise FatalError(
+                    "a live consumer is running on this stream: a replay beside it must end at its "
+                    "checkpoints, so --until-timestamp / --until-sequence are refused (the range's "
+                    "final state would set back every key changed after the bound). Drop the bound "
+                    "(the replay then stops at the live checkpoints), or stop the consumer first"
+                )
             if borrow is not None:
                 renewing = asyncio.create_task(borrow.keep_renewed())
                 stack.callback(renewing.cancel)
