@@ -114,7 +114,7 @@ class StageClock:
         movies = [m for m in self.readable if all(m in d for d in marks)]
         return {
             name: [(b[m] - a[m]) * 1000 for m in movies]
-            for name, a, b in zip(names, marks, marks[1:], strict=True)
+            for name, a, b in zip(names, marks[:-1], marks[1:], strict=True)
         }
 
 
@@ -271,7 +271,7 @@ async def main(
             while await dms_put(dms_port) == base_put:  # noqa: ASYNC110 (another process)
                 await asyncio.sleep(0.1)  # the activity read its world: the probe user is not in it
             probing = asyncio.create_task(probe_loop(s, g, run, t0, probing_stop, args.probe_every))
-            calls_before, calls_t0 = gorse_calls(metrics), time.monotonic()
+            calls_before, calls_t0, applied0 = gorse_calls(metrics), time.monotonic(), _applied(metrics)
             last_t, last_n, last_p = time.monotonic(), _applied(metrics), await dms_put(dms_port)
             while activity.poll() is None:
                 await asyncio.sleep(1.0)
@@ -281,7 +281,9 @@ async def main(
                 run.put.append((now - t0, (p - last_p) / dt))
                 last_t, last_n, last_p = now, n, p
             out = activity.stdout.read() if activity.stdout else ""
-            print_gorse_time(calls_before, gorse_calls(metrics), time.monotonic() - calls_t0)
+            print_gorse_time(
+                calls_before, gorse_calls(metrics), time.monotonic() - calls_t0, _applied(metrics) - applied0
+            )
             probing_stop.set()
             await probing
         finally:
@@ -378,9 +380,13 @@ def gorse_calls(metrics: Metrics) -> dict[str, tuple[float, float]]:
 
 
 def print_gorse_time(
-    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], secs: float
+    before: dict[str, tuple[float, float]],
+    after: dict[str, tuple[float, float]],
+    secs: float,
+    changes: float = 0.0,
 ) -> None:
-    """Where the consumer's Gorse time went during the activity (the calls' summed latency)."""
+    """Where the consumer's Gorse time went during the activity (the calls' summed latency), and
+    the calls per change of each kind (``changes``: records the consumer applied meanwhile)."""
     rows = []
     for call, (n, t) in after.items():
         n0, t0 = before.get(call, (0.0, 0.0))
@@ -388,9 +394,12 @@ def print_gorse_time(
             rows.append((t - t0, n - n0, call))
     rows.sort(reverse=True)
     total = sum(r[0] for r in rows)
-    print(f"Gorse time of the consumer during the activity: {total:,.1f} s of calls in {secs:.0f} s")
-    for t, n, call in rows[:8]:
-        print(f"  {call:<42} {n:>8,.0f} calls {t:>7.1f} s  ({1000 * t / n:.1f} ms each)")
+    calls = sum(r[1] for r in rows)
+    per = f", {calls / changes:.2f} calls per change applied ({changes:,.0f})" if changes else ""
+    print(f"Gorse time of the consumer during the activity: {total:,.1f} s of calls in {secs:.0f} s{per}")
+    for t, n, call in rows[:10]:
+        each = f"{n / changes:6.3f}/change" if changes else ""
+        print(f"  {call:<42} {n:>8,.0f} calls {each} {t:>7.1f} s  ({1000 * t / n:.1f} ms each)")
 
 
 def _applied(metrics: Metrics) -> float:
