@@ -68,7 +68,8 @@ class StageClock:
     """Where each probe's change waited (wall clock, seconds): committed in PostgreSQL ->
     arrived in Kinesis (ApproximateArrivalTimestamp: the local DMS's capture and put) -> taken
     into a batch the consumer applies (reading, and waiting behind the shard's previous batch) ->
-    that batch applied (its Gorse writes, the whole batch's) -> readable (the poller, every 50 ms)."""
+    readable in Gorse (its batch's writes up to its own feedback; the poller looks every 50 ms).
+    The batch's whole apply (users and labels come after the feedback) is reported beside."""
 
     committed: dict[str, float] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)
@@ -104,18 +105,21 @@ class StageClock:
 
     def report(self) -> dict[str, list[float]]:
         """stage -> its durations (ms) over the probes seen at every step."""
-        marks = [self.committed, self.arrived, self.taken, self.applied, self.readable]
+        marks = [self.committed, self.arrived, self.taken, self.readable]
         names = [
             "commit -> in Kinesis (DMS)",
             "in Kinesis -> taken (read, queued)",
-            "taken -> applied (batch's Gorse writes)",
-            "applied -> readable (poll)",
+            "taken -> readable (its batch's writes)",
         ]
-        movies = [m for m in self.readable if all(m in d for d in marks)]
-        return {
+        movies = [m for m in self.readable if all(m in d for d in [*marks, self.applied])]
+        out = {
             name: [(b[m] - a[m]) * 1000 for m in movies]
             for name, a, b in zip(names, marks[:-1], marks[1:], strict=True)
         }
+        out["(its whole batch applied, for scale)"] = [
+            (self.applied[m] - self.taken[m]) * 1000 for m in movies
+        ]
+        return out
 
 
 def private(settings: Settings, tag: str, shards: int) -> Settings:
