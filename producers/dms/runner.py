@@ -261,7 +261,14 @@ def run_dms(
     progress_s: float = 10.0,
 ) -> DmsSummary:
     """Run the local DMS task (blocking). until_idle: return once caught up and idle for
-    idle_s; otherwise run until ``stop`` is set. Raises FatalError on what it cannot handle."""
+    idle_s; otherwise run until ``stop`` is set. Raises FatalError on what it cannot handle.
+    A MySQL source (source.engine = mysql) reads the binlog (producers.dms.mysql)."""
+    if settings.source.engine == "mysql":
+        from producers.dms.mysql.runner import LocalMysqlDms
+
+        return LocalMysqlDms(
+            settings, mode=mode, until_idle=until_idle, idle_s=idle_s, stop=stop, progress_s=progress_s
+        ).run()
     return LocalDms(
         settings, mode=mode, until_idle=until_idle, idle_s=idle_s, stop=stop, progress_s=progress_s
     ).run()
