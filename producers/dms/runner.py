@@ -69,7 +69,7 @@ class LocalDms:
     ) -> None:
         self.settings = settings
         self.dsn = settings.source_dsn
-        self.schema = settings.source.schema_name
+        self.schema = settings.source_schema
         self.slot = check_slot_name(settings.source.slot_name)
         self.mode = mode
         self.until_idle = until_idle
