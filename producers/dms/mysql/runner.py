@@ -50,6 +50,7 @@ class LocalMysqlDms:
         stop: threading.Event | None = None,
         progress_s: float = 10.0,
     ) -> None:
+        self.settings = settings
         self.dsn = settings.source_dsn
         self.src = MySqlDsn.parse(self.dsn)
         self.database = settings.source_schema
@@ -83,19 +84,12 @@ class LocalMysqlDms:
         self.pending: list[Rows] = []
 
     # ---- setup ---------------------------------------------------------------------------
-    def check_source(self, conn: object) -> None:
-        """Binlog on, ROW, FULL, REPLICATION grants; the saved position still on the server."""
-        with conn.cursor() as cur:  # type: ignore[attr-defined]
-            names = "'log_bin', 'binlog_format', 'binlog_row_image'"
-            cur.execute(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})")
-            variables = {str(k): str(v) for k, v in cur.fetchall()}
-            cur.execute("SHOW GRANTS")
-            grants = [str(r[0]) for r in cur.fetchall()]
-        problem = source_errors.preflight(self.src, variables, grants)
-        if problem:
-            raise SourceSetupError(problem)
+    def check_source(self) -> None:
+        """Binlog on, ROW, FULL, REPLICATION grants (check_mysql_source)."""
+        check_mysql_source(self.settings)
 
     def check_position(self, conn: object, file: str, pos: int) -> None:
+        """The saved position's binlog is still on the server (else: purged past it)."""
         with conn.cursor() as cur:  # type: ignore[attr-defined]
             cur.execute("SHOW BINARY LOGS")
             files = [str(r[0]) for r in cur.fetchall()]
@@ -221,7 +215,7 @@ class LocalMysqlDms:
     def run(self) -> DmsSummary:
         conn = connect_mysql(self.dsn, autocommit=True)
         try:
-            self.check_source(conn)
+            self.check_source()
             self._prepare(conn)
             self._loop(conn)
             self._flush(all_=True)
@@ -266,3 +260,20 @@ class LocalMysqlDms:
                     return
             if not got:
                 self.stop.wait(0.1)
+
+
+def check_mysql_source(settings: Settings) -> None:
+    """The preflight of `gorse-cdc dms run` alone (the demo names a setup error at once)."""
+    conn = connect_mysql(settings.source_dsn, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            names = "'log_bin', 'binlog_format', 'binlog_row_image'"
+            cur.execute(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})")
+            variables = {str(k): str(v) for k, v in cur.fetchall()}
+            cur.execute("SHOW GRANTS")
+            grants = [str(r[0]) for r in cur.fetchall()]
+    finally:
+        conn.close()
+    problem = source_errors.preflight(MySqlDsn.parse(settings.source_dsn), variables, grants)
+    if problem:
+        raise SourceSetupError(problem)
