@@ -72,6 +72,10 @@ def _reset(settings: Settings) -> None:
     ddb = boto3.client("dynamodb", **settings.aws_client_kwargs("dynamodb"))
     with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):
         ddb.delete_table(TableName=settings.leases.table)
+    # the erasure log too: ids erased by an earlier run (or by tests on this stack) are re-used
+    # by the new data set, and the events path refuses the events of logged users
+    with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):
+        ddb.delete_table(TableName=settings.consumer.erasures_table)
     s3 = boto3.resource("s3", **settings.aws_client_kwargs("s3"))
     bucket = s3.Bucket(settings.s3.bucket)
     bucket.objects.filter(Prefix=settings.s3.prefix + "/").delete()
