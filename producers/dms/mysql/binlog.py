@@ -1,10 +1,12 @@
 """The binlog as typed events, through mysql-replication (a replica's COM_BINLOG_DUMP).
 
-One ``pass_from(file, pos)`` reads from a position to the current end of the binlog (a
-non-blocking dump) and yields, in binlog order: ``Rows`` (one rows event of the watched
+``stream_from(file, pos)`` holds one dump connection open from a position and yields, in
+binlog order: ``Rows`` (one rows event of the watched
 database: its table and its row images in column order), ``Commit`` (the XID event, or a
 COMMIT query of a non-transactional engine: the transaction's end and the position after it)
-and ``Ddl`` (a statement on the watched database outside a transaction). A caller resumes from
+``Ddl`` (a statement on the watched database outside a transaction), and a ``Heartbeat`` for
+each heartbeat the server sends while it has nothing new (every ``heartbeat_s``: the caller's chance
+to flush, save its position or stop while idle). A caller resumes from
 the last ``Commit``'s (or ``Ddl``'s) position: binlog transactions are written whole, so a
 position there is always a transaction boundary.
 """
@@ -21,7 +23,7 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import QueryEvent, RotateEvent, XidEvent
+from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, RotateEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from gorse_cdc.errors import FatalError
@@ -53,7 +55,15 @@ class Ddl:
     pos: int
 
 
-Event = Rows | Commit | Ddl
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The server has nothing new; everything up to file:pos was sent."""
+
+    file: str
+    pos: int
+
+
+Event = Rows | Commit | Ddl | Heartbeat
 
 
 def server_id_for(task: str) -> int:
@@ -79,8 +89,8 @@ class BinlogReader:
         self.server_id = server_id_for(task)
         self._stream: BinLogStreamReader | None = None
 
-    def pass_from(self, file: str, pos: int) -> Iterator[Event]:
-        """Events from file:pos to the binlog's current end (then the pass ends)."""
+    def stream_from(self, file: str, pos: int, heartbeat_s: float = 0.5) -> Iterator[Event]:
+        """Events from file:pos on, without end; a Heartbeat each idle heartbeat_s."""
         settings = {**self.src.connect_args()}
         stream = BinLogStreamReader(
             connection_settings=settings,
@@ -88,8 +98,17 @@ class BinlogReader:
             resume_stream=True,
             log_file=file,
             log_pos=pos,
-            blocking=False,
-            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, RotateEvent],
+            blocking=True,
+            slave_heartbeat=heartbeat_s,
+            only_events=[
+                WriteRowsEvent,
+                UpdateRowsEvent,
+                DeleteRowsEvent,
+                XidEvent,
+                QueryEvent,
+                RotateEvent,
+                HeartbeatLogEvent,
+            ],
             only_schemas=[self.database],
             enable_logging=False,
         )
@@ -97,7 +116,9 @@ class BinlogReader:
         in_txn = False
         try:
             for ev in stream:
-                if isinstance(ev, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+                if isinstance(ev, HeartbeatLogEvent):
+                    yield Heartbeat(stream.log_file, stream.log_pos)
+                elif isinstance(ev, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
                     if ev.schema != self.database:
                         continue
                     action, images = _images(ev)

@@ -25,7 +25,7 @@ from producers.dms import metrics
 from producers.dms.full_load import LoadTargets
 from producers.dms.kinesis_sink import KinesisSink
 from producers.dms.mysql import source_errors
-from producers.dms.mysql.binlog import BinlogReader, Commit, Ddl, Rows
+from producers.dms.mysql.binlog import BinlogReader, Commit, Ddl, Heartbeat, Rows
 from producers.dms.mysql.catalog import read_definitions
 from producers.dms.mysql.records import BinlogRecordBuilder, Transaction
 from producers.dms.mysql.snapshot import full_load, master_status
@@ -228,38 +228,49 @@ class LocalMysqlDms:
         return self.summary
 
     def _loop(self, conn: object) -> None:
+        """One dump connection; events as they come, the idle work on the server's heartbeats
+        (and on a reconnect, which resumes at the last transaction boundary)."""
         last_event = time.monotonic()
         while not self.stop.is_set():
-            got = 0
-            self.pending = []  # a pass starts at a transaction boundary
-            for ev in self.reader.pass_from(*self.read_at):
-                got += 1
-                if isinstance(ev, Rows):
+            self.pending = []  # a stream starts at a transaction boundary
+            for ev in self.reader.stream_from(*self.read_at):
+                if isinstance(ev, Heartbeat):  # nothing new on the server
+                    if not self.pending and (ev.file, ev.pos) > self.read_at:
+                        self._skip_to(ev.file, ev.pos)  # past other databases' events, rotations
+                    if self._idle(conn, time.monotonic() - last_event):
+                        return
+                elif isinstance(ev, Rows):
                     self.pending.append(ev)
                 elif isinstance(ev, Commit):
+                    last_event = time.monotonic()
                     self._commit(ev)
                     if self.kinesis.full or self.s3.due():
                         self._flush(all_=False)
                         self._save()
                 else:
+                    last_event = time.monotonic()
                     self._ddl(ev)
                 if self.stop.is_set():
-                    break
-            now = time.monotonic()
-            if got:
-                last_event = now
-            idle_for = now - last_event
-            self._flush(all_=self.until_idle and idle_for >= self.idle_s)
-            self._save()
-            self.progress.tick(self.summary.acked_lsn, 0)
-            if self.until_idle and idle_for >= self.idle_s and not self.ends:
-                with conn.cursor() as cur:  # type: ignore[attr-defined]
-                    end = master_status(cur)
-                if self.read_at >= end or idle_for >= self.idle_s + 30:
-                    log.info("caught up at %s:%d: exiting (--until-idle)", *self.read_at)
                     return
-            if not got:
-                self.stop.wait(0.1)
+
+    def _skip_to(self, file: str, pos: int) -> None:
+        """Move the position past events with nothing to emit (saved like a transaction's end)."""
+        self.seq += 1
+        self.ends.append((self.seq, file, pos))
+        self.read_at = (file, pos)
+
+    def _idle(self, conn: object, idle_for: float) -> bool:
+        """Flush and save while idle; True when --until-idle is satisfied (caught up)."""
+        self._flush(all_=self.until_idle and idle_for >= self.idle_s)
+        self._save()
+        self.progress.tick(self.summary.acked_lsn, 0)
+        if self.until_idle and idle_for >= self.idle_s and not self.ends and not self.pending:
+            with conn.cursor() as cur:  # type: ignore[attr-defined]
+                end = master_status(cur)
+            if self.read_at >= end or idle_for >= self.idle_s + 30:
+                log.info("caught up at %s:%d: exiting (--until-idle)", *self.read_at)
+                return True
+        return False
 
 
 def check_mysql_source(settings: Settings) -> None:
