@@ -1,8 +1,10 @@
 """Producers benchmark: generator rows/s, activity changes/s, and the local DMS's capture
 throughput (full load and CDC, every change into both Kinesis and S3). Prints figures; no
-asserts. Needs the local stack (gorse-cdc stack up); uses a private stream, prefix and slot.
+asserts. Needs the local stack (gorse-cdc stack up; with --engine mysql or both, the stack's
+MariaDB source too: gorse-cdc stack up --source mysql); uses a private stream, prefix and slot.
 
     GORSE_CDC_STACK__DIR=... .venv/bin/python bench/bench_producers.py [--ratings 300000] [--changes 30000]
+    .venv/bin/python bench/bench_producers.py --engine both   # MySQL's rates beside PostgreSQL's
 """
 
 from __future__ import annotations
@@ -21,22 +23,16 @@ from producers.dms.slot import drop_slot
 from producers.synthetic import GeneratorConfig, generate
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--users", type=int, default=5000)
-    ap.add_argument("--movies", type=int, default=2000)
-    ap.add_argument("--ratings", type=int, default=300_000)
-    ap.add_argument("--changes", type=int, default=30_000, help="activity events for the CDC run")
-    args = ap.parse_args()
-    base = Settings()
+def bench(base: Settings, engine: str, args: argparse.Namespace) -> dict[str, float]:
     name = uuid.uuid4().hex[:8]
     s = base.model_copy(
         update={
             "kinesis": base.kinesis.model_copy(update={"stream_name": f"bench-{name}", "shard_count": 4}),
             "s3": base.s3.model_copy(update={"prefix": f"bench-{name}", "cdc_max_batch_interval_s": 5}),
-            "source": base.source.model_copy(update={"slot_name": f"bench_{name}"}),
+            "source": base.source.model_copy(update={"slot_name": f"bench_{name}", "engine": engine}),
         }
     )
+    print(f"== {engine} source ({s.source_dsn.split('@')[-1]})")
     ensure_stream(s)
     ensure_bucket(s)
     try:
@@ -45,11 +41,12 @@ def main() -> None:
 
         t0 = time.monotonic()
         load = run_dms(s, mode="full-load-and-cdc", until_idle=True, idle_s=0.5)
-        dt = time.monotonic() - t0
+        load_s = time.monotonic() - t0
         rows = g.users + g.movies + g.ratings
         print(
-            f"full load:  {rows} rows -> {load.kinesis_records} Kinesis records + LOAD files in {dt:.1f} s "
-            f"({rows / dt:,.0f} rows/s, idle wait included)"
+            f"full load:  {rows} rows -> {load.kinesis_records} Kinesis records + LOAD files "
+            f"in {load_s:.1f} s "
+            f"({rows / load_s:,.0f} rows/s, idle wait included)"
         )
 
         a = run_activity(s, changes=args.changes, seed=2)
@@ -63,11 +60,34 @@ def main() -> None:
             f"({cdc.kinesis_records} records) and S3 ({cdc.s3_cdc_files} files) in {dt:.1f} s: "
             f"{cdc.changes / dt:,.0f} changes/s"
         )
+        return {"load_rows_s": rows / load_s, "cdc_changes_s": cdc.changes / dt, "changes": cdc.changes}
     finally:
-        drop_slot(s.source_dsn, s.source.slot_name)
+        if engine == "postgres":
+            drop_slot(s.source_dsn, s.source.slot_name)
         boto3.client("kinesis", **s.aws_client_kwargs("kinesis")).delete_stream(
             StreamName=s.kinesis.stream_name
         )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--movies", type=int, default=2000)
+    ap.add_argument("--ratings", type=int, default=300_000)
+    ap.add_argument("--changes", type=int, default=30_000, help="activity events for the CDC run")
+    ap.add_argument(
+        "--engine",
+        choices=["postgres", "mysql", "both"],
+        default="postgres",
+        help="the source: PostgreSQL (wal2json), MySQL (MariaDB binlog; the stack's mysql-source), or both",
+    )
+    args = ap.parse_args()
+    base = Settings()
+    engines = ["postgres", "mysql"] if args.engine == "both" else [args.engine]
+    results = {e: bench(base, e, args) for e in engines}
+    print("\nsource      full load (rows/s)   CDC capture (changes/s)")
+    for e, r in results.items():
+        print(f"{e:<11} {r['load_rows_s']:>18,.0f}   {r['cdc_changes_s']:>23,.0f}")
 
 
 if __name__ == "__main__":

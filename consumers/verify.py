@@ -62,9 +62,14 @@ async def verify(settings: Settings, mapper: Mapper | None = None) -> Drift:
     from consumers.wiring import build_mapper
 
     mapper = mapper or build_mapper(settings)
-    expected = expected_state(
-        mapper, read_source_rows(settings.source_dsn, mapper, settings.source.schema_name)
-    )
+    if settings.source.engine == "mysql":
+        from gorse_cdc.source_db import read_mysql_rows
+
+        tables = {t: list(rule.columns) for t, rule in mapper.spec.tables.items()}
+        rows: dict[str, Iterable[dict[str, Any]]] = dict(read_mysql_rows(settings.source_dsn, tables))
+    else:
+        rows = read_source_rows(settings.source_dsn, mapper, settings.source_schema)
+    expected = expected_state(mapper, rows)
     async with GorseClient.from_settings(settings) as client:
         actual = await read_gorse_state(client)
     if mapper.spec.events is not None:  # engagement events are Gorse's own, not the database's

@@ -45,7 +45,7 @@ def refusal(
     """Why the repair must not run (glue.safety), or None."""
     if settings.reconcile.force_deletes:
         return None
-    prefix, schema = settings.s3.prefix, settings.source.schema_name
+    prefix, schema = settings.s3.prefix, settings.source_schema
     recorded = recorded_load_files(store, prefix)
     folders = [
         LoadFolder(

@@ -50,6 +50,9 @@ class StackSettings(BaseModel):
         description="gorse-cdc status --serve-metrics: gauges for Prometheus, the status page's document",
     )
     mariadb_port: int = Field(13306, description="MariaDB (tests of Gorse on a MySQL store only)")
+    mysql_source_port: int = Field(
+        13316, description="the MariaDB source database (source.engine = mysql; binlog on, ROW, FULL)"
+    )
     kinesis_emulator: Literal["kinesalite", "kinesis-local"] = "kinesalite"
     gorse_topology: Literal["single", "cluster"] = Field(
         "single",
@@ -95,14 +98,24 @@ class StackSettings(BaseModel):
 
 
 class SourceSettings(BaseModel):
-    """The source database (RDS in AWS, the stack's PostgreSQL locally)."""
+    """The source database (RDS in AWS, the stack's PostgreSQL or MariaDB locally)."""
 
+    engine: Literal["postgres", "mysql"] = Field(
+        "postgres",
+        description="postgres: logical replication (wal2json); mysql: the binlog (MySQL, MariaDB, "
+        "RDS MySQL/MariaDB, Aurora MySQL). DSN forms: postgresql://... or mysql://user:pw@host:port/db",
+    )
     dsn: SecretStr | None = None
     database: str = "ott"
     user: str = "gorse_cdc"
     password: SecretStr = SecretStr("gorse_cdc")
-    schema_name: str = "public"
-    slot_name: str = "gorse_cdc_dms"
+    schema_name: str = Field(
+        "public", description="PostgreSQL's schema; a MySQL source's schema is its database (source_schema)"
+    )
+    slot_name: str = Field(
+        "gorse_cdc_dms",
+        description="PostgreSQL: the replication slot; MySQL: the name its binlog position is saved under",
+    )
 
 
 class GorseSettings(BaseModel):
@@ -414,10 +427,27 @@ class Settings(BaseSettings):
             return self.source.dsn.get_secret_value()
         if not self.local:
             raise ValueError("source.dsn must be set when local = false (GORSE_CDC_SOURCE__DSN)")
-        return (
-            f"postgresql://{self.source.user}:{self.source.password.get_secret_value()}"
-            f"@{self.stack.host}:{self.stack.port('postgres')}/{self.source.database}"
+        scheme, port = (
+            ("mysql", "mysql_source") if self.source.engine == "mysql" else ("postgresql", "postgres")
         )
+        return (
+            f"{scheme}://{self.source.user}:{self.source.password.get_secret_value()}"
+            f"@{self.stack.host}:{self.stack.port(port)}/{self.source.database}"
+        )
+
+    @property
+    def source_schema(self) -> str:
+        """The schema-name DMS writes (and the S3 folder): PostgreSQL's schema, or for a MySQL
+        source its database (the DSN's, else source.database)."""
+        if self.source.engine != "mysql":
+            return self.source.schema_name
+        if self.source.dsn is not None:
+            from urllib.parse import urlsplit
+
+            path = urlsplit(self.source.dsn.get_secret_value()).path.strip("/")
+            if path:
+                return path
+        return self.source.database
 
     @property
     def has_source_dsn(self) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from gorse_cdc.settings import Settings
 from producers.activity_events import EVENTS, Change, World
-from producers.db import connect
+from producers.db import connect, is_mysql
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def run_activity(
     summary = ActivitySummary(journal=[] if record else None)
     started = last_log = time.monotonic()
     with connect(settings) as conn:
-        conn.execute("SET synchronous_commit = off")
+        if not is_mysql(conn):
+            conn.execute("SET synchronous_commit = off")
         world = World.read(conn)
         conn.commit()
         in_txn = 0

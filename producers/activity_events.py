@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
+from producers.db import SourceConnection
 from producers.synthetic_model import GENRES, OCCUPATIONS, WORDS
 
 LIKE_THRESHOLD = 4  # rating >= 4 is a "like" in the mapping
@@ -39,7 +37,7 @@ class World:
     next_movie: int = 1
 
     @classmethod
-    def read(cls, conn: psycopg.Connection[Any]) -> World:
+    def read(cls, conn: SourceConnection) -> World:
         users = [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY user_id")]
         movies = [r[0] for r in conn.execute("SELECT movie_id FROM movies ORDER BY movie_id")]
         return cls(users, movies, (max(users) if users else 0) + 1, (max(movies) if movies else 0) + 1)
@@ -51,7 +49,7 @@ class World:
         ids.pop()
 
 
-Conn = psycopg.Connection[Any]
+Conn = SourceConnection  # psycopg or producers.db.MySqlConnection: portable SQL only
 Event = Callable[[Conn, World, random.Random], list[Change]]
 
 
@@ -70,10 +68,17 @@ def _user_ratings(conn: Conn, user: int) -> list[tuple[int, int]]:
     return [(int(m), int(r)) for m, r in rows]
 
 
-def _returning(conn: Conn, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchone()
+_KEYS = {"users": ("user_id",), "movies": ("movie_id",), "ratings": ("user_id", "movie_id")}
+
+
+def _row(conn: Conn, table: str, key: tuple[Any, ...]) -> dict[str, Any] | None:
+    """The row as committed (read back: MySQL has no UPDATE ... RETURNING)."""
+    where = " AND ".join(f"{c} = %s" for c in _KEYS[table])
+    cur = conn.execute(f"SELECT * FROM {table} WHERE {where}", key)
+    found = cur.fetchone()
+    if found is None:
+        return None
+    return {d[0]: v for d, v in zip(cur.description, found, strict=True)}
 
 
 def new_rating(conn: Conn, w: World, rng: random.Random) -> list[Change]:
@@ -82,13 +87,10 @@ def new_rating(conn: Conn, w: World, rng: random.Random) -> list[Change]:
     user = rng.choice(w.users)
     for _ in range(5):
         movie = rng.choice(w.movies)
-        row = _returning(
-            conn,
-            "INSERT INTO ratings VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING *",
-            (user, movie, _rating_value(rng), _now()),
-        )
-        if row:
-            return [Change("ratings", "insert", (user, movie), row)]
+        if _row(conn, "ratings", (user, movie)) is not None:
+            continue
+        conn.execute("INSERT INTO ratings VALUES (%s, %s, %s, %s)", (user, movie, _rating_value(rng), _now()))
+        return [Change("ratings", "insert", (user, movie), _row(conn, "ratings", (user, movie)))]
     return rerate(conn, w, rng)
 
 
@@ -111,12 +113,11 @@ def rerate(conn: Conn, w: World, rng: random.Random) -> list[Change]:
         return new_rating(conn, w, rng) if w.users and w.movies else new_user(conn, w, rng)
     user, movie, old = picked
     new = rng.randint(1, LIKE_THRESHOLD - 1) if old >= LIKE_THRESHOLD else rng.randint(LIKE_THRESHOLD, 5)
-    row = _returning(
-        conn,
-        "UPDATE ratings SET rating = %s, rated_at = %s WHERE user_id = %s AND movie_id = %s RETURNING *",
+    conn.execute(
+        "UPDATE ratings SET rating = %s, rated_at = %s WHERE user_id = %s AND movie_id = %s",
         (new, _now(), user, movie),
     )
-    return [Change("ratings", "update", (user, movie), row)]
+    return [Change("ratings", "update", (user, movie), _row(conn, "ratings", (user, movie)))]
 
 
 def delete_rating(conn: Conn, w: World, rng: random.Random) -> list[Change]:
@@ -131,13 +132,12 @@ def delete_rating(conn: Conn, w: World, rng: random.Random) -> list[Change]:
 def new_user(conn: Conn, w: World, rng: random.Random) -> list[Change]:
     uid = w.next_user
     w.next_user += 1
-    row = _returning(
-        conn,
-        "INSERT INTO users VALUES (%s, %s, %s, %s, %s) RETURNING *",
+    conn.execute(
+        "INSERT INTO users VALUES (%s, %s, %s, %s, %s)",
         (uid, rng.randint(13, 75), rng.choice("MF"), rng.choice(OCCUPATIONS), f"{rng.randint(0, 99999):05d}"),
     )
     w.users.append(uid)
-    return [Change("users", "insert", (uid,), row)]
+    return [Change("users", "insert", (uid,), _row(conn, "users", (uid,)))]
 
 
 def _genres(rng: random.Random) -> str:
@@ -150,11 +150,9 @@ def new_movie(conn: Conn, w: World, rng: random.Random) -> list[Change]:
     w.next_movie += 1
     released = date(rng.randint(1950, 2025), rng.randint(1, 12), rng.randint(1, 28))
     title = f"{' '.join(rng.sample(WORDS, 2))} ({released.year})"
-    row = _returning(
-        conn, "INSERT INTO movies VALUES (%s, %s, %s, %s) RETURNING *", (mid, title, released, _genres(rng))
-    )
+    conn.execute("INSERT INTO movies VALUES (%s, %s, %s, %s)", (mid, title, released, _genres(rng)))
     w.movies.append(mid)
-    return [Change("movies", "insert", (mid,), row)]
+    return [Change("movies", "insert", (mid,), _row(conn, "movies", (mid,)))]
 
 
 def edit_title(conn: Conn, w: World, rng: random.Random) -> list[Change]:
@@ -162,42 +160,42 @@ def edit_title(conn: Conn, w: World, rng: random.Random) -> list[Change]:
         return new_movie(conn, w, rng)
     mid = rng.choice(w.movies)
     suffix = rng.choice(["Director's Cut", "Remastered", "Extended", "Édition spéciale", "4K"])
-    row = _returning(
-        conn,
-        "UPDATE movies SET title = split_part(title, ' [', 1) || %s WHERE movie_id = %s RETURNING *",
-        (f" [{suffix}]", mid),
-    )
-    return [Change("movies", "update", (mid,), row)]
+    old = _row(conn, "movies", (mid,))
+    assert old is not None
+    title = str(old["title"]).split(" [", 1)[0] + f" [{suffix}]"
+    conn.execute("UPDATE movies SET title = %s WHERE movie_id = %s", (title, mid))
+    return [Change("movies", "update", (mid,), _row(conn, "movies", (mid,)))]
 
 
 def edit_genres(conn: Conn, w: World, rng: random.Random) -> list[Change]:
     if not w.movies:
         return new_movie(conn, w, rng)
     mid = rng.choice(w.movies)
-    row = _returning(
-        conn, "UPDATE movies SET genres = %s WHERE movie_id = %s RETURNING *", (_genres(rng), mid)
-    )
-    return [Change("movies", "update", (mid,), row)]
+    conn.execute("UPDATE movies SET genres = %s WHERE movie_id = %s", (_genres(rng), mid))
+    return [Change("movies", "update", (mid,), _row(conn, "movies", (mid,)))]
 
 
 def gdpr_erase(conn: Conn, w: World, rng: random.Random) -> list[Change]:
-    """DELETE the user; the FK cascade deletes every rating of theirs."""
+    """DELETE the user's ratings, then the user, in one transaction. Explicit rather than by the
+    FK cascade: a MySQL binlog does not hold cascaded rows (docs/mysql.md)."""
     if not w.users:
         return new_user(conn, w, rng)
     uid = rng.choice(w.users)
     cascade = [Change("ratings", "delete", (uid, m), None) for m, _ in _user_ratings(conn, uid)]
+    conn.execute("DELETE FROM ratings WHERE user_id = %s", (uid,))
     conn.execute("DELETE FROM users WHERE user_id = %s", (uid,))
     World.remove(w.users, uid)
     return [Change("users", "delete", (uid,), None), *cascade]
 
 
 def delete_movie(conn: Conn, w: World, rng: random.Random) -> list[Change]:
-    """A title leaves the catalogue; the FK cascade deletes its ratings."""
+    """A title leaves the catalogue with its ratings (deleted explicitly, as in gdpr_erase)."""
     if not w.movies:
         return new_movie(conn, w, rng)
     mid = rng.choice(w.movies)
     raters = conn.execute("SELECT user_id FROM ratings WHERE movie_id = %s ORDER BY user_id", (mid,))
     cascade = [Change("ratings", "delete", (int(u), mid), None) for (u,) in raters.fetchall()]
+    conn.execute("DELETE FROM ratings WHERE movie_id = %s", (mid,))
     conn.execute("DELETE FROM movies WHERE movie_id = %s", (mid,))
     World.remove(w.movies, mid)
     return [Change("movies", "delete", (mid,), None), *cascade]

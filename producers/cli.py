@@ -26,8 +26,9 @@ def _register_data(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "data",
         help="put data into the source database: MovieLens 100K, synthetic data, live activity",
         description=(
-            "Fill and change the source PostgreSQL (settings.source). Tables: users, movies, "
-            "ratings (entrypoints/stack/schema.sql). Bulk loads use COPY."
+            "Fill and change the source database (settings.source: PostgreSQL, or MySQL/MariaDB "
+            "with source.engine = mysql). Tables: users, movies, ratings (entrypoints/stack/"
+            "schema.sql, schema_mysql.sql). Bulk loads use COPY (multi-row INSERTs on MySQL)."
         ),
     )
     ds = p.add_subparsers(dest="data_cmd", required=True)
@@ -146,7 +147,7 @@ def _run_data(args: argparse.Namespace, settings: Settings) -> int:
 def _register_dms(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "dms",
-        help="the local AWS DMS: PostgreSQL logical replication -> Kinesis and S3 in DMS formats",
+        help="the local AWS DMS: PostgreSQL logical replication or the MySQL binlog -> Kinesis and S3",
         description=(
             "A local stand-in for an AWS DMS task, writing byte-compatible DMS output to the "
             "Kinesis stream (settings.kinesis) and the S3 bucket (settings.s3)."
@@ -161,7 +162,10 @@ def _register_dms(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "(wal2json). full-load-and-cdc: create the slot with an exported snapshot, emit every "
             "row as a 'load' record and LOAD files, then stream changes from exactly that point. "
             "cdc: stream from the slot only. The default, auto, resumes CDC when the slot exists "
-            "and its full load finished, else does full-load-and-cdc. At least once: the slot is "
+            "and its full load finished, else does full-load-and-cdc. A MySQL source "
+            "(source.engine = mysql): a consistent snapshot at a recorded binlog position, then the "
+            "binlog from there; the position is saved in the task state (docs/mysql.md). "
+            "At least once: the slot is "
             "acknowledged only after Kinesis and S3 accepted the records, so a crash and restart "
             "loses nothing. SIGTERM flushes, acknowledges and exits. Example: "
             "GORSE_CDC_S3__CDC_MAX_BATCH_INTERVAL_S=5 gorse-cdc dms run --metrics-port 9109"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gorse_cdc.errors import GorseCdcError
 from gorse_cdc.settings import Settings
-from producers.db import connect, truncate_all
+from producers.db import bulk_insert, connect, truncate_all
 
 ENCODING = "latin-1"
 
@@ -109,7 +109,7 @@ def parse_ratings(path: Path) -> Iterator[tuple[int, int, int, datetime]]:
 
 
 def load_movielens(settings: Settings, directory: Path, *, truncate: bool = False) -> dict[str, int]:
-    """Load a MovieLens 100K folder with COPY, in one transaction. Returns rows per table."""
+    """Load a MovieLens 100K folder (COPY, or INSERTs on MySQL) in one transaction. Returns rows per table."""
     d = Path(directory)
     for name in ("u.user", "u.item", "u.genre", "u.data"):
         if not (d / name).is_file():
@@ -119,17 +119,16 @@ def load_movielens(settings: Settings, directory: Path, *, truncate: bool = Fals
     with connect(settings) as conn:
         if truncate:
             truncate_all(conn)
-        with conn.cursor() as cur:
-            with cur.copy("COPY users (user_id, age, gender, occupation, zip) FROM STDIN") as cp:
-                for row in parse_users(d / "u.user"):
-                    cp.write_row(row)
-                    counts["users"] += 1
-            with cur.copy("COPY movies (movie_id, title, release_date, genres) FROM STDIN") as cp:
-                for m in parse_items(d / "u.item", genres):
-                    cp.write_row((m.movie_id, m.title, m.release_date, m.genres))
-                    counts["movies"] += 1
-            with cur.copy("COPY ratings (user_id, movie_id, rating, rated_at) FROM STDIN") as cp:
-                for r in parse_ratings(d / "u.data"):
-                    cp.write_row(r)
-                    counts["ratings"] += 1
+        counts["users"] = bulk_insert(
+            conn, "users", ("user_id", "age", "gender", "occupation", "zip"), parse_users(d / "u.user")
+        )
+        counts["movies"] = bulk_insert(
+            conn,
+            "movies",
+            ("movie_id", "title", "release_date", "genres"),
+            ((m.movie_id, m.title, m.release_date, m.genres) for m in parse_items(d / "u.item", genres)),
+        )
+        counts["ratings"] = bulk_insert(
+            conn, "ratings", ("user_id", "movie_id", "rating", "rated_at"), parse_ratings(d / "u.data")
+        )
     return counts

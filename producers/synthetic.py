@@ -1,8 +1,9 @@
-"""`gorse-cdc data generate`: stream a synthetic world (synthetic_model) into PostgreSQL.
+"""`gorse-cdc data generate`: stream a synthetic world (synthetic_model) into the source.
 
 Users and movies go through text COPY in one transaction; ratings through binary COPY built
 with numpy (no per-row Python work), committed per chunk, so memory stays bounded for 100M
-ratings. Ratings are loaded after users and movies (the foreign keys need them).
+ratings. Ratings are loaded after users and movies (the foreign keys need them). A MySQL
+source takes multi-row INSERTs instead of COPY (producers.db.bulk_insert).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from gorse_cdc.settings import Settings
-from producers.db import connect, truncate_all
+from producers.db import bulk_insert, connect, is_mysql, truncate_all
 from producers.synthetic_model import GeneratorConfig, RatingChunk, World
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,21 @@ class GenerateSummary:
         )
 
 
+PG_EPOCH = datetime(2000, 1, 1)
+
+
+def rating_rows(chunk: RatingChunk) -> Iterator[tuple[int, int, int, datetime]]:
+    """One chunk as plain rows (the MySQL path: INSERTs), rated_at naive UTC."""
+    for u, m, r, at in zip(
+        chunk.user_ids.tolist(),
+        chunk.movie_ids.tolist(),
+        chunk.ratings.tolist(),
+        chunk.rated_at_us.tolist(),
+        strict=True,
+    ):
+        yield u, m, r, PG_EPOCH + timedelta(microseconds=at)
+
+
 def ratings_copy_binary(chunk: RatingChunk) -> bytes:
     """One chunk as PostgreSQL binary COPY tuples (user_id, movie_id, rating, rated_at)."""
     rows = np.empty(len(chunk.user_ids), dtype=_RATING_ROW)
@@ -73,21 +91,21 @@ def generate(
     with connect(settings) as conn:
         if truncate:
             truncate_all(conn)
-        with conn.cursor() as cur:
-            with cur.copy("COPY users (user_id, age, gender, occupation, zip) FROM STDIN") as cp:
-                for row in world.user_rows():
-                    cp.write_row(row)
-            with cur.copy("COPY movies (movie_id, title, release_date, genres) FROM STDIN") as cp:
-                for mrow in world.movie_rows():
-                    cp.write_row(mrow)
+        bulk_insert(conn, "users", ("user_id", "age", "gender", "occupation", "zip"), world.user_rows())
+        bulk_insert(conn, "movies", ("movie_id", "title", "release_date", "genres"), world.movie_rows())
         conn.commit()
         done = 0
         last_log = time.monotonic()
         for chunk in world.rating_chunks():
-            with conn.cursor() as cur:
-                copy_sql = "COPY ratings (user_id, movie_id, rating, rated_at) FROM STDIN (FORMAT BINARY)"
-                with cur.copy(copy_sql) as cp:
-                    cp.write(COPY_HEADER + ratings_copy_binary(chunk) + COPY_TRAILER)
+            if is_mysql(conn):
+                bulk_insert(
+                    conn, "ratings", ("user_id", "movie_id", "rating", "rated_at"), rating_rows(chunk)
+                )
+            else:
+                with conn.cursor() as cur:
+                    copy_sql = "COPY ratings (user_id, movie_id, rating, rated_at) FROM STDIN (FORMAT BINARY)"
+                    with cur.copy(copy_sql) as cp:
+                        cp.write(COPY_HEADER + ratings_copy_binary(chunk) + COPY_TRAILER)
             conn.commit()
             done += len(chunk.user_ids)
             if progress and time.monotonic() - last_log > 5:

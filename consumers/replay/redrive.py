@@ -225,7 +225,7 @@ async def _later(
         clients.s3,
         s.s3.bucket,
         s.s3.prefix,
-        s.source.schema_name,
+        s.source_schema,
         {name: rule.entity != "feedback" for name, rule in mapper.spec.tables.items()},
         since=oldest - timedelta(seconds=2 * lag_s + 300),  # files are named by time, not by commit
         timestamp_column=True,

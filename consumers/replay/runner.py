@@ -381,7 +381,7 @@ class Replay:
                 clients.s3,
                 s.s3.bucket,
                 s.s3.prefix,
-                s.source.schema_name,
+                s.source_schema,
                 tables,
                 since=since,
                 until=until,

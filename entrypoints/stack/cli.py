@@ -22,7 +22,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     ss = p.add_subparsers(dest="stack_cmd", required=True)
-    ss.add_parser("up", help="install what is missing, start every part, wait until healthy")
+    up = ss.add_parser("up", help="install what is missing, start every part, wait until healthy")
+    up.add_argument(
+        "--source",
+        choices=["postgres", "mysql"],
+        default=None,
+        help="the source database engine (default: settings.source.engine, GORSE_CDC_SOURCE__ENGINE); "
+        "mysql also starts a MariaDB with the binlog set up for DMS",
+    )
     down = ss.add_parser("down", help="stop the stack's processes")
     down.add_argument("--purge", action="store_true", help="also delete the stack's data directory")
     ss.add_parser("status", help="which parts run, with their pids and endpoints")
@@ -35,6 +42,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "source", None):
+        settings = settings.model_copy(
+            update={"source": settings.source.model_copy(update={"engine": args.source})}
+        )
     stack = Stack(settings)
     if args.stack_cmd == "up":
         started = time.monotonic()

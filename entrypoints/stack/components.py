@@ -69,6 +69,20 @@ class Stack:
         pg.bootstrap()
         return Part("postgres", f"postgresql://{self.host}:{pg.port}/{self.settings.source.database}")
 
+    # ---- MariaDB as the MySQL-compatible source (source.engine = mysql) ---------------------
+    def start_mysql_source(self) -> Part:
+        from entrypoints.stack import mysql_source
+
+        db = mysql_source.local_source(self.settings, self.root)
+        db.init()
+        (db.base / "run").mkdir(parents=True, exist_ok=True)
+        self.procs.start(ProcessSpec("mysql-source", db.argv(), cwd=db.base))
+        self._wait("mysql-source", db.ready, "MariaDB source (accepting queries)", 60)
+        mysql_source.bootstrap(db, self.settings)
+        return Part(
+            "mysql-source (MariaDB)", f"mysql://{self.host}:{db.port}/{self.settings.source.database}"
+        )
+
     # ---- Gorse ---------------------------------------------------------------------------
     def start_gorse(self) -> Part:
         """Gorse in the configured topology (entrypoints.stack.gorse); its first endpoint."""
@@ -176,12 +190,15 @@ class Stack:
     @property
     def part_names(self) -> list[str]:
         """Every process of the stack, Gorse's by their own names."""
-        return [*self.PARTS[:-1], *self.gorse.names]
+        source = ["mysql-source"] if self.settings.source.engine == "mysql" else []
+        return [*self.PARTS[:-1], *source, *self.gorse.names]
 
     def up(self) -> list[Part]:
         self.root.mkdir(parents=True, exist_ok=True)
+        source = [self.start_mysql_source()] if self.settings.source.engine == "mysql" else []
         return [
             self.start_postgres(),
+            *source,
             self.start_moto(),
             self.start_kinesis(),
             *self.start_gorse_parts(),
@@ -191,7 +208,7 @@ class Stack:
     def down(self) -> list[str]:
         stopped = [name for name in (*APPS, *self.OBSERVERS) if self.procs.stop(name)]
         stopped += self.gorse.stop()
-        for name in reversed(self.PARTS[:-1]):
+        for name in ("mysql-source", *reversed(self.PARTS[:-1])):
             if self.procs.stop(name):
                 stopped.append(name)
         return stopped

@@ -35,10 +35,13 @@ def _port_free(host: str, port: int) -> int:
 
 
 class LocalMariaDB:
-    def __init__(self, stack_dir: Path, host: str, port: int) -> None:
-        self.base = stack_dir.resolve() / "mariadb"
+    def __init__(
+        self, stack_dir: Path, host: str, port: int, name: str = "mariadb", extra_args: tuple[str, ...] = ()
+    ) -> None:
+        self.base = stack_dir.resolve() / name
         self.host = host
         self.port = port
+        self.extra_args = extra_args
 
     @property
     def data(self) -> Path:
@@ -93,6 +96,7 @@ class LocalMariaDB:
             "--innodb-flush-log-at-trx-commit=2",
             "--max-connections=300",
             f"--log-error={self.log_file}",
+            *self.extra_args,
         ]
 
     @property

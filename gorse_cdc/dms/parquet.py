@@ -22,11 +22,22 @@ _TYPES: dict[str, pa.DataType] = {
     "date": pa.date32(),
     "timestamp without time zone": pa.timestamp("us"),
     "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    # a MySQL source's COLUMN_TYPE (gorse_cdc.dms.mysql_types): tinyint(1), int(11), datetime(6)
+    "tinyint": pa.int16(),
+    "mediumint": pa.int32(),
+    "int": pa.int32(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "datetime": pa.timestamp("us"),
 }
+_UNSIGNED: dict[str, pa.DataType] = {"int": pa.int64(), "mediumint": pa.int32(), "bigint": pa.uint64()}
 
 
-def arrow_type(pg_type: str) -> pa.DataType:
-    return _TYPES.get(pg_type.split("(", 1)[0].strip(), pa.string())
+def arrow_type(source_type: str) -> pa.DataType:
+    base = source_type.split("(", 1)[0].strip()
+    if source_type.lower().endswith(" unsigned") and base in _UNSIGNED:
+        return _UNSIGNED[base]
+    return _TYPES.get(base, pa.string())
 
 
 def _cell(v: Any, t: pa.DataType) -> Any:

@@ -268,8 +268,8 @@ class StatusReader:
 
     # ---- the source database ----------------------------------------------------------------
     async def source(self) -> SourceReading | None:
-        if not self.settings.has_source_dsn:
-            return None
+        if not self.settings.has_source_dsn or self.settings.source.engine == "mysql":
+            return None  # a MySQL source has no slot; its binlog position is in the DMS task state
         import psycopg
 
         query = (

@@ -69,7 +69,7 @@ class LocalDms:
     ) -> None:
         self.settings = settings
         self.dsn = settings.source_dsn
-        self.schema = settings.source.schema_name
+        self.schema = settings.source_schema
         self.slot = check_slot_name(settings.source.slot_name)
         self.mode = mode
         self.until_idle = until_idle
@@ -261,7 +261,14 @@ def run_dms(
     progress_s: float = 10.0,
 ) -> DmsSummary:
     """Run the local DMS task (blocking). until_idle: return once caught up and idle for
-    idle_s; otherwise run until ``stop`` is set. Raises FatalError on what it cannot handle."""
+    idle_s; otherwise run until ``stop`` is set. Raises FatalError on what it cannot handle.
+    A MySQL source (source.engine = mysql) reads the binlog (producers.dms.mysql)."""
+    if settings.source.engine == "mysql":
+        from producers.dms.mysql.runner import LocalMysqlDms
+
+        return LocalMysqlDms(
+            settings, mode=mode, until_idle=until_idle, idle_s=idle_s, stop=stop, progress_s=progress_s
+        ).run()
     return LocalDms(
         settings, mode=mode, until_idle=until_idle, idle_s=idle_s, stop=stop, progress_s=progress_s
     ).run()

@@ -51,8 +51,8 @@ def read_s3(
 ) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
     """(LOAD rows, CDC (op, row) in file-name then row order) of one table."""
     c = boto3.client("s3", **s.aws_client_kwargs("s3"))
-    prefix = f"{s.s3.prefix}/public/{table}/"
-    raw_def = c.get_object(Bucket=s.s3.bucket, Key=table_definition_key(s.s3.prefix, "public", table))
+    prefix = f"{s.s3.prefix}/{s.source_schema}/{table}/"
+    raw_def = c.get_object(Bucket=s.s3.bucket, Key=table_definition_key(s.s3.prefix, s.source_schema, table))
     d = TableDefinition.from_json(raw_def["Body"].read())
     names = []
     for page in c.get_paginator("list_objects_v2").paginate(Bucket=s.s3.bucket, Prefix=prefix):
