@@ -1,10 +1,22 @@
-"""Runs the app: HTTPS (or plain HTTP behind a TLS-terminating load balancer) until a signal."""
+"""Runs the app in ``gateway.workers`` worker processes on one port, HTTPS (or plain HTTP behind
+a TLS-terminating load balancer), under gunicorn's arbiter with aiohttp's GunicornWebWorker.
+
+The arbiter (this process) makes what the workers share before it forks them: the listening
+socket, the TLS certificate, the key table's existence, the token buckets of keys and of failed
+authentications (``SharedBuckets``: one limit across the workers), and the folder of the
+Prometheus multiprocess files (/metrics sums every worker). Each worker opens its own clients
+(Gorse, DynamoDB, Kinesis) and caches. The arbiter replaces a worker that dies (or hangs past
+``timeout``); SIGTERM (or SIGINT) stops accepting, lets every worker finish its requests for up
+to ``gateway.shutdown_timeout_s``, then exits.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import signal
+import os
+import shutil
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -13,8 +25,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.worker import GunicornWebWorker
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from gateway.app import make_app
+from gateway.metrics import use_multiprocess_values
+from gateway.sharedbuckets import SharedBuckets
 from gateway.tls import ensure_local_certs, server_context
 from gateway.wiring import key_store, open_aws, open_parts
 from gorse_cdc.errors import FatalError
@@ -23,13 +40,15 @@ from gorse_cdc.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext:
+def certificate(settings: Settings) -> tuple[Path, Path]:
+    """(certificate chain, key): the configured ones, or one made by the local stack's CA (or
+    self-signed, for the hop from the load balancer, which terminates the public TLS)."""
     g = settings.gateway
     if g.tls_cert and g.tls_key:
-        return server_context(g.tls_cert, g.tls_key)
+        return g.tls_cert, g.tls_key
     if settings.local:
         directory = settings.stack.dir / "tls"
-    elif g.tls_self_signed:  # the hop from the load balancer, which terminates the public TLS
+    elif g.tls_self_signed:
         directory = Path(tempfile.mkdtemp(prefix="gorse-cdc-tls-"))
     else:
         raise FatalError(
@@ -37,7 +56,11 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
         )
     hosts = sorted({g.host, "127.0.0.1", "localhost"}, key=lambda h: h != g.host)
     _, cert, key = ensure_local_certs(directory, hosts)
-    return server_context(cert, key)
+    return cert, key
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    return server_context(*certificate(settings))
 
 
 def status_source(settings: Settings) -> Callable[[], Awaitable[dict[str, Any]]] | None:
@@ -60,24 +83,102 @@ def status_source(settings: Settings) -> Callable[[], Awaitable[dict[str, Any]]]
     return fetch
 
 
-async def serve(settings: Settings, port: int, *, tls: bool) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    context = ssl_context(settings) if tls else None
+class GatewayWorker(GunicornWebWorker):
+    """aiohttp's gunicorn worker with the gateway's TLS context (TLS 1.2 at least)."""
+
+    @staticmethod
+    def _create_ssl_context(cfg: Any) -> ssl.SSLContext:
+        return server_context(Path(cfg.certfile), Path(cfg.keyfile))
+
+
+class GatewayLog(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's own lines (worker booted, exited, replaced) through the service's log handlers
+    (JSON with --json-logs); no access log (the app logs each request with its key id)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self.error_log.handlers = []
+        self.error_log.propagate = True
+
+
+class GatewayServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, port: int, *, tls: bool) -> None:
+        self.settings = settings
+        self.port = port
+        self.tls = tls
+        self.buckets = SharedBuckets(name="gorse-cdc-key-buckets")
+        self.failures = SharedBuckets(name="gorse-cdc-auth-failures")
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="gorse-cdc-gateway-metrics-"))
+        self.arbiter_pid = os.getpid()
+        super().__init__()
+
+    def load_config(self) -> None:
+        g = self.settings.gateway
+        options: dict[str, Any] = {
+            "bind": [f"{g.host}:{self.port}"],
+            "workers": g.worker_count,
+            "worker_class": "gateway.server.GatewayWorker",
+            "logger_class": "gateway.server.GatewayLog",
+            "backlog": 1024,
+            "keepalive": 75,  # above the ALB's 60 s idle timeout: the ALB closes first
+            "graceful_timeout": g.shutdown_timeout_s,
+            "timeout": 30,  # a worker whose loop is stuck this long is killed and replaced
+            "accesslog": None,
+            "control_socket_disable": True,  # gunicorn's per-user socket would be shared by every gateway
+            "proc_name": "gorse-cdc-gateway",
+            "post_fork": self._post_fork,
+        }
+        if self.tls:
+            cert, key = certificate(self.settings)
+            options |= {"certfile": str(cert), "keyfile": str(key)}
+        for name, value in options.items():
+            self.cfg.set(name, value)
+
+    def _post_fork(self, arbiter: Any, worker: Any) -> None:
+        use_multiprocess_values(self.metrics_dir)
+
+    def load(self) -> Callable[[], Awaitable[web.Application]]:
+        return self.make_worker_app
+
+    async def make_worker_app(self) -> web.Application:
+        """One worker's app: its own connected parts, the arbiter's shared buckets."""
+        stack = contextlib.AsyncExitStack()
+        parts = await stack.enter_async_context(open_parts(self.settings, metrics_dir=self.metrics_dir))
+        parts.status = status_source(self.settings)
+        parts.buckets, parts.failures = self.buckets, self.failures
+        app = make_app(parts)
+
+        async def close(_: web.Application) -> None:
+            await stack.aclose()
+
+        app.on_cleanup.append(close)
+        return app
+
+    def close(self) -> None:
+        """In the arbiter only: a worker leaves through the same frames (SystemExit), and the
+        folder must outlive every worker."""
+        if os.getpid() == self.arbiter_pid:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+async def ensure_key_table(settings: Settings) -> None:
     async with open_aws(settings, "dynamodb") as (dynamodb,):
         await key_store(settings, dynamodb).ensure_table()
-    async with open_parts(settings) as parts:
-        parts.status = status_source(settings)
-        runner = web.AppRunner(make_app(parts), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.gateway.host, port, ssl_context=context, backlog=1024)
-        await site.start()
-        scheme = "https" if context else "http"
-        log.info("gateway serving on %s://%s:%d", scheme, settings.gateway.host, port)
-        try:
-            await stop.wait()
-        finally:
-            await runner.cleanup()
+
+
+def serve(settings: Settings, port: int, *, tls: bool) -> int:
+    asyncio.run(ensure_key_table(settings))
+    server = GatewayServer(settings, port, tls=tls)
+    scheme = "https" if tls else "http"
+    log.info(
+        "gateway serving on %s://%s:%d with %d workers",
+        scheme,
+        settings.gateway.host,
+        port,
+        settings.gateway.worker_count,
+    )
+    try:
+        server.run()  # until SIGTERM/SIGINT: exits through SystemExit
+    finally:
+        server.close()
     return 0
