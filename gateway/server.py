@@ -3,8 +3,9 @@ a TLS-terminating load balancer), under gunicorn's arbiter with aiohttp's Gunico
 
 The arbiter (this process) makes what the workers share before it forks them: the listening
 socket, the TLS certificate, the key table's existence, the token buckets of keys and of failed
-authentications (``SharedBuckets``: one limit across the workers), and the folder of the
-Prometheus multiprocess files (/metrics sums every worker). Each worker opens its own clients
+authentications (``SharedBuckets``: one limit across the workers), the items users just acted
+on (``SharedActions``: a row read on any worker leaves out what another just took), and the
+folder of the Prometheus multiprocess files (/metrics sums every worker). Each worker opens its own clients
 (Gorse, DynamoDB, Kinesis) and caches. The arbiter replaces a worker that dies (or hangs past
 ``timeout``); SIGTERM (or SIGINT) stops accepting, lets every worker finish its requests for up
 to ``gateway.shutdown_timeout_s``, then exits.
@@ -31,6 +32,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from gateway.app import make_app
 from gateway.metrics import use_multiprocess_values
+from gateway.sharedacts import SharedActions
 from gateway.sharedbuckets import SharedBuckets
 from gateway.tls import ensure_local_certs, server_context
 from gateway.wiring import key_store, open_aws, open_parts
@@ -108,6 +110,7 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         self.tls = tls
         self.buckets = SharedBuckets(name="gorse-cdc-key-buckets")
         self.failures = SharedBuckets(name="gorse-cdc-auth-failures")
+        self.actions = SharedActions()
         self.metrics_dir = Path(tempfile.mkdtemp(prefix="gorse-cdc-gateway-metrics-"))
         self.arbiter_pid = os.getpid()
         super().__init__()
@@ -146,6 +149,7 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         parts = await stack.enter_async_context(open_parts(self.settings, metrics_dir=self.metrics_dir))
         parts.status = status_source(self.settings)
         parts.buckets, parts.failures = self.buckets, self.failures
+        parts.reads.shared = self.actions
         app = make_app(parts)
 
         async def close(_: web.Application) -> None:
