@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +105,61 @@ class GatewayLog(GunicornLogger):  # type: ignore[misc]
         self.error_log.propagate = True
 
 
+@dataclass
+class Shared:
+    """What the arbiter makes before it forks, for every worker."""
+
+    buckets: SharedBuckets
+    failures: SharedBuckets
+    actions: SharedActions
+    metrics_dir: Path
+    arbiter_pid: int
+
+    @classmethod
+    def for_workers(cls) -> Shared:
+        return cls(
+            SharedBuckets(name="gorse-cdc-key-buckets"),
+            SharedBuckets(name="gorse-cdc-auth-failures"),
+            SharedActions(),
+            Path(tempfile.mkdtemp(prefix="gorse-cdc-gateway-metrics-")),
+            os.getpid(),
+        )
+
+    def close(self) -> None:
+        """In the arbiter only: a worker leaves through the same frames (SystemExit), and the
+        folder must outlive every worker."""
+        if os.getpid() == self.arbiter_pid:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+async def worker_app(settings: Settings, shared: Shared) -> web.Application:
+    """One worker's app: its own connected parts (clients, caches), the arbiter's shared
+    buckets and actions. Runs in the worker, after the fork."""
+    use_multiprocess_values(shared.metrics_dir)
+    stack = contextlib.AsyncExitStack()
+    parts = await stack.enter_async_context(open_parts(settings, metrics_dir=shared.metrics_dir))
+    parts.status = status_source(settings)
+    parts.buckets, parts.failures = shared.buckets, shared.failures
+    parts.reads.shared = shared.actions
+    app = make_app(parts)
+
+    async def close(_: web.Application) -> None:
+        await stack.aclose()
+
+    app.on_cleanup.append(close)
+    return app
+
+
 class GatewayServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, port: int, *, tls: bool) -> None:
+    """gunicorn's arbiter configured from the settings; ``app`` makes each worker's app."""
+
+    def __init__(
+        self, settings: Settings, port: int, *, tls: bool, app: Callable[[], Awaitable[web.Application]]
+    ) -> None:
         self.settings = settings
         self.port = port
         self.tls = tls
-        self.buckets = SharedBuckets(name="gorse-cdc-key-buckets")
-        self.failures = SharedBuckets(name="gorse-cdc-auth-failures")
-        self.actions = SharedActions()
-        self.metrics_dir = Path(tempfile.mkdtemp(prefix="gorse-cdc-gateway-metrics-"))
-        self.arbiter_pid = os.getpid()
+        self.app = app
         super().__init__()
 
     def load_config(self) -> None:
@@ -129,7 +176,6 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "control_socket_disable": True,  # gunicorn's per-user socket would be shared by every gateway
             "proc_name": "gorse-cdc-gateway",
-            "post_fork": self._post_fork,
         }
         if self.tls:
             cert, key = certificate(self.settings)
@@ -137,32 +183,8 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         for name, value in options.items():
             self.cfg.set(name, value)
 
-    def _post_fork(self, arbiter: Any, worker: Any) -> None:
-        use_multiprocess_values(self.metrics_dir)
-
     def load(self) -> Callable[[], Awaitable[web.Application]]:
-        return self.make_worker_app
-
-    async def make_worker_app(self) -> web.Application:
-        """One worker's app: its own connected parts, the arbiter's shared buckets."""
-        stack = contextlib.AsyncExitStack()
-        parts = await stack.enter_async_context(open_parts(self.settings, metrics_dir=self.metrics_dir))
-        parts.status = status_source(self.settings)
-        parts.buckets, parts.failures = self.buckets, self.failures
-        parts.reads.shared = self.actions
-        app = make_app(parts)
-
-        async def close(_: web.Application) -> None:
-            await stack.aclose()
-
-        app.on_cleanup.append(close)
-        return app
-
-    def close(self) -> None:
-        """In the arbiter only: a worker leaves through the same frames (SystemExit), and the
-        folder must outlive every worker."""
-        if os.getpid() == self.arbiter_pid:
-            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        return self.app
 
 
 async def ensure_key_table(settings: Settings) -> None:
@@ -172,7 +194,8 @@ async def ensure_key_table(settings: Settings) -> None:
 
 def serve(settings: Settings, port: int, *, tls: bool) -> int:
     asyncio.run(ensure_key_table(settings))
-    server = GatewayServer(settings, port, tls=tls)
+    shared = Shared.for_workers()
+    server = GatewayServer(settings, port, tls=tls, app=functools.partial(worker_app, settings, shared))
     scheme = "https" if tls else "http"
     log.info(
         "gateway serving on %s://%s:%d with %d workers",
@@ -184,5 +207,5 @@ def serve(settings: Settings, port: int, *, tls: bool) -> int:
     try:
         server.run()  # until SIGTERM/SIGINT: exits through SystemExit
     finally:
-        server.close()
+        shared.close()
     return 0
