@@ -177,12 +177,13 @@ def main() -> None:
         f"{args.locust_users} locust users; CPU in cores over the phase"
     )
     print(
-        f"{'target':14} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7} {'requests':>8} "
+        f"{'target':14} {'req/s':>7} {'served':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7} {'requests':>8} "
         f"{'server CPU/req':>14} {'busiest proc':>12} {'gorse':>6} {'locust':>7} {'machine':>8} {'load':>5}"
     )
     for name, r in results.items():
         print(
-            f"{name:14} {r['rps']:7.0f} {r['p50']:7.0f} {r['p99']:7.0f} {r['errors']:7.2%} "
+            f"{name:14} {r['rps']:7.0f} {r['rps'] / args.rate:7.0%} {r['p50']:7.0f} {r['p99']:7.0f} "
+            f"{r['errors']:7.2%} "
             f"{r['requests']:8.0f} {r['cpu_us']:11.0f} us {r['busiest_cores']:12.2f} "
             f"{r['gorse_cores']:6.2f} {r['locust_cores']:7.2f} {r['machine_busy']:8.0%} {r['load']:5.1f}"
         )
