@@ -5,10 +5,11 @@ The arbiter (this process) makes what the workers share before it forks them: th
 socket, the TLS certificate, the key table's existence, the token buckets of keys and of failed
 authentications (``SharedBuckets``: one limit across the workers), the items users just acted
 on (``SharedActions``: a row read on any worker leaves out what another just took), and the
-folder of the Prometheus multiprocess files (/metrics sums every worker). Each worker opens its own clients
-(Gorse, DynamoDB, Kinesis) and caches. The arbiter replaces a worker that dies (or hangs past
-``timeout``); SIGTERM (or SIGINT) stops accepting, lets every worker finish its requests for up
-to ``gateway.shutdown_timeout_s``, then exits.
+folder of the Prometheus multiprocess files (/metrics sums every worker). Each worker opens its
+own clients (Gorse, DynamoDB, Kinesis) and caches. The arbiter replaces a worker that dies (or
+whose loop is stuck past ``timeout``). SIGTERM closes the listening socket and lets every worker
+finish its requests for up to ``gateway.shutdown_timeout_s``, then all exit; SIGINT (Ctrl-C)
+stops at once.
 """
 
 from __future__ import annotations
