@@ -32,9 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = gsub.add_parser(
         "serve",
         help="serve the API (HTTPS; the local stack's CA signs a certificate when none is given)",
-        description="Serve in settings.gateway.workers processes on one port until SIGTERM/SIGINT "
-        "(which drains every worker). OpenAPI at /openapi.yaml, demo page at /, /healthz, /readyz, "
-        "/metrics (admin key; summed over the workers).",
+        description="Serve in settings.gateway.workers processes on one port until SIGTERM (which lets "
+        "every worker finish its requests) or SIGINT (at once). OpenAPI at /openapi.yaml, demo page "
+        "at /, /healthz, /readyz, /metrics (admin key; summed over the workers).",
     )
     s.add_argument("--port", type=int, help="default settings.gateway.port (+ stack offset locally)")
     s.add_argument("--insecure-http", action="store_true", help="plain HTTP (behind a TLS-terminating ALB)")
