@@ -5,6 +5,7 @@ around the routes. ``make_app`` takes ready-made parts."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -42,7 +43,7 @@ def _problem_response(p: Problem, request: web.Request) -> web.Response:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Problems rendered; every request counted (route, status, role) and logged with the key's
-    id, never the key."""
+    id, never the key, and the worker process that served it."""
     parts = request.app[PARTS]
     started = time.perf_counter()
     try:
@@ -74,6 +75,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             "route": route,
             "status": response.status,
             "key_id": who.ident if who else None,
+            "worker": os.getpid(),
         },
     )
     return response

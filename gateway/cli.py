@@ -32,11 +32,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = gsub.add_parser(
         "serve",
         help="serve the API (HTTPS; the local stack's CA signs a certificate when none is given)",
-        description="Serve until SIGTERM/SIGINT. OpenAPI at /openapi.yaml, demo page at /, "
-        "/healthz, /readyz, /metrics (admin key).",
+        description="Serve in settings.gateway.workers processes on one port until SIGTERM (which lets "
+        "every worker finish its requests) or SIGINT (at once). OpenAPI at /openapi.yaml, demo page "
+        "at /, /healthz, /readyz, /metrics (admin key; summed over the workers).",
     )
     s.add_argument("--port", type=int, help="default settings.gateway.port (+ stack offset locally)")
     s.add_argument("--insecure-http", action="store_true", help="plain HTTP (behind a TLS-terminating ALB)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on the port (default settings.gateway.workers; 0 = one per CPU)",
+    )
     s.set_defaults(func=run_serve)
 
     k = gsub.add_parser("keys", help="create, list or revoke API keys").add_subparsers(
@@ -122,4 +128,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.server import serve
 
     port = args.port if args.port is not None else settings.gateway_port
-    return asyncio.run(serve(settings, port, tls=settings.gateway.tls and not args.insecure_http))
+    if args.workers is not None:
+        if args.workers < 0:
+            raise SystemExit("gorse-cdc gateway serve: --workers must be >= 0")
+        settings.gateway.workers = args.workers
+    return serve(settings, port, tls=settings.gateway.tls and not args.insecure_http)

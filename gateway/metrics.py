@@ -4,12 +4,26 @@ HTTP codes, keys are the ids the admins created (JWT callers count as "jwt")."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
+
+
+def use_multiprocess_values(directory: Path) -> None:
+    """In a worker process, before its metrics are made: keep their values in files under
+    ``directory`` (prometheus_client's multiprocess mode), which every worker's /metrics sums."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """``shared_dir``: the workers' multiprocess folder; /metrics then shows the sum over every
+    worker (those that exited included), not this process's counts."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, shared_dir: Path | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.shared_dir = shared_dir
         r = self.registry
         self.requests = Counter(
             "gorse_cdc_gateway_requests",
@@ -45,3 +59,11 @@ class GatewayMetrics:
 
     def cache_result(self, cache: str, hit: bool) -> None:
         self.cache.labels(cache, "hit" if hit else "miss").inc()
+
+    def exposition(self) -> bytes:
+        """The text for /metrics."""
+        if self.shared_dir is None:
+            return bytes(generate_latest(self.registry))
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, str(self.shared_dir))  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(merged))

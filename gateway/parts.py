@@ -11,7 +11,7 @@ from typing import Any
 from gateway.auth import Authenticator
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import EventPublisher
-from gateway.ratelimit import Buckets
+from gateway.ratelimit import Buckets, BucketTable
 from gateway.reads import Reads
 
 
@@ -30,9 +30,9 @@ class Parts:
     max_events: int = 500
     max_body_bytes: int = 256 * 1024
     cors_origins: frozenset[str] = frozenset()
-    buckets: Buckets = field(default_factory=Buckets)
+    buckets: BucketTable = field(default_factory=Buckets)
     auth_failures: tuple[float, int] = (1.0, 20)
-    failures: Buckets = field(default_factory=lambda: Buckets(max_keys=100_000))
+    failures: BucketTable = field(default_factory=lambda: Buckets(max_keys=100_000))
     forwarded_hops: int = 0
     checks: dict[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
     ready_ttl_s: float = 5.0

@@ -5,14 +5,17 @@ takes one. When empty, ``take`` says how long until one token is back (the Retry
 ``Buckets`` keeps one bucket per key id, bounded: the least recently used bucket is dropped
 past ``max_keys`` (a dropped key starts again with a full bucket, which only ever allows more).
 
-Buckets live in one process: behind a load balancer with N gateway tasks a key gets up to N
-times its rate (the WAF's per-address rule is the fleet-wide bound).
+``Buckets`` lives in one process; ``gateway.sharedbuckets.SharedBuckets`` is the same table in
+memory shared by the workers of one gateway (``BucketTable`` is what both promise). Behind a
+load balancer with N gateway tasks a key gets up to N times its rate (the WAF's per-address
+rule is the fleet-wide bound).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(slots=True)
@@ -42,6 +45,19 @@ class TokenBucket:
         """Like ``take`` without taking: 0.0 when ``cost`` tokens are there."""
         tokens = min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate)
         return 0.0 if tokens >= cost else (cost - tokens) / self.rate
+
+
+class BucketTable(Protocol):
+    """One token bucket per key id, bounded. A bucket dropped to stay in bounds starts again
+    full (only ever allows more); a key whose rate or burst changed starts again full."""
+
+    def wait(self, key_id: str, rate: float, burst: float, now: float) -> float:
+        """The seconds until ``key_id`` could take a token (0.0: now); takes nothing."""
+        ...
+
+    def take(self, key_id: str, rate: float, burst: float, now: float) -> float:
+        """Take a token: 0.0 when allowed, else the seconds until it would be (Retry-After)."""
+        ...
 
 
 class Buckets:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway.cache import TtlCache
 from gateway.problems import Problem
@@ -64,7 +64,22 @@ def upstream_problem(e: GorseRequestError) -> Problem:
     )
 
 
+class ActionLog(Protocol):
+    """What the users just acted on, shared by the workers of one gateway
+    (gateway.sharedacts.SharedActions): appended in order, read from a cursor."""
+
+    def append(self, user: str, items: list[str], when: float) -> None: ...
+
+    def since(self, cursor: int) -> tuple[int, list[tuple[str, str, float]]]:
+        """(new cursor, the (user, item, when) entries after ``cursor``; the oldest may be
+        skipped when the reader is far behind)."""
+        ...
+
+
 class Reads:
+    """``shared``: the actions log of the gateway's workers; events accepted by any worker then
+    leave the rows read on every worker (the clock must be the same in every process)."""
+
     def __init__(
         self,
         gorse: GorseClient,
@@ -72,11 +87,14 @@ class Reads:
         on_cache: Callable[[str, bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_gorse_error: Callable[[GorseRequestError], None] | None = None,
+        shared: ActionLog | None = None,
     ) -> None:
         self.gorse = gorse
         self.cfg = config
         self._on_error = on_gorse_error
         self._clock = clock
+        self.shared = shared
+        self._cursor = 0
         c = config
 
         def cache(name: str, ttl: float) -> TtlCache[Any]:
@@ -107,17 +125,33 @@ class Reads:
             raise upstream_problem(e) from None
 
     def acted(self, user: str, items: list[str]) -> None:
-        """Events just accepted: these items leave the user's rows now, not after Gorse."""
+        """Events just accepted: these items leave the user's rows now, not after Gorse (on
+        every worker, through ``shared``)."""
         now = self._clock()
+        self._remember(user, items, now)
+        if self.shared is not None:
+            self.shared.append(user, items, now)
+
+    def _remember(self, user: str, items: list[str], when: float) -> None:
         recent = self._recent.pop(user, {})  # re-inserted last: the users are kept in LRU order
         for i in items:
             recent.pop(i, None)
-            recent[i] = now  # each user's items in the order acted, the oldest first
-        self._prune(recent, now)
-        self._recent[user] = recent
+            recent[i] = when  # each user's items in the order acted, the oldest first
+        self._prune(recent, self._clock())
+        if recent:
+            self._recent[user] = recent
         self.feedback.invalidate(user)
         while len(self._recent) > self.cfg.cache_size:
             self._recent.pop(next(iter(self._recent)))
+
+    def _catch_up(self) -> None:
+        """What the other workers accepted since the last read (this one's own entries too,
+        which changes nothing)."""
+        if self.shared is None:
+            return
+        self._cursor, entries = self.shared.since(self._cursor)
+        for user, item, when in entries:
+            self._remember(user, [item], when)
 
     def _prune(self, recent: dict[str, float], now: float) -> None:
         """Drops the items older than ``recent_ttl_s`` (Gorse has them by then) and the oldest
@@ -141,6 +175,7 @@ class Reads:
     # ---- rows ---------------------------------------------------------------------------
     async def recommend(self, user: str, n: int, offset: int, category: str | None) -> dict[str, Any]:
         depth = max(self.cfg.depth, n + offset)
+        self._catch_up()  # before the feedback: a user who acted on another worker is re-read
         feedback: list[Feedback] = await self.feedback.get_or_load(
             user, lambda: self._call(lambda: self.gorse.user_feedback(user))
         )

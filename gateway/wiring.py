@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -59,9 +60,10 @@ def key_store(settings: Settings, dynamodb: Any) -> KeyStore:
 
 
 @contextlib.asynccontextmanager
-async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
+async def open_parts(settings: Settings, metrics_dir: Path | None = None) -> AsyncIterator[Parts]:
+    """``metrics_dir``: the workers' shared Prometheus folder (gateway.server), if any."""
     g = settings.gateway
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(shared_dir=metrics_dir)
     spec = load_spec(settings.mapping.path)
     event_types = frozenset(spec.events.types) if spec.events else frozenset()
     async with contextlib.AsyncExitStack() as stack:

@@ -359,6 +359,21 @@ class GatewaySettings(BaseModel):
     )
     default_rate_per_s: float = Field(50.0, gt=0)
     default_burst: int = Field(100, ge=1)
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="worker processes on the one port (gunicorn's arbiter, aiohttp workers); key rate "
+        "limits and failed-authentication budgets are shared by them; 0 = one per CPU this process may use",
+    )
+    shutdown_timeout_s: int = Field(
+        25, gt=0, description="on SIGTERM: how long the workers may finish their requests, then killed"
+    )
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or one per CPU this process may run on."""
+        return self.workers or len(os.sched_getaffinity(0))
 
 
 class Settings(BaseSettings):

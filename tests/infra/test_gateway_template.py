@@ -95,3 +95,16 @@ def test_tokens_must_name_this_app_client() -> None:
         ("JWKS_URL", "JwksUrl"),
     ):
         assert f"GORSE_CDC_GATEWAY__{name}" in env and param in env
+
+
+def test_the_task_runs_the_configured_worker_processes_and_drains_before_it_is_killed() -> None:
+    """gateway.workers comes from a parameter; the container's stop timeout leaves the workers
+    their drain time (settings.gateway.shutdown_timeout_s) before ECS kills them."""
+    from gorse_cdc.settings import GatewaySettings
+
+    doc = load("gateway.yaml")
+    container = doc["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    workers = {"Name": "GORSE_CDC_GATEWAY__WORKERS", "Value": {"Ref": "GatewayWorkers"}}
+    assert workers in container["Environment"]
+    assert doc["Parameters"]["GatewayWorkers"]["MinValue"] >= 1
+    assert container["StopTimeout"] > GatewaySettings().shutdown_timeout_s

@@ -32,6 +32,7 @@ from gorse_cdc.settings import Settings
 KID = "test-key-1"
 CLIENT_ID = "test-app-client"  # the gateway's jwt_audience: the app client whose tokens it takes
 CORS_ORIGIN = "https://tv.example"
+WORKERS = 2  # the gateway fixture's worker processes
 
 
 def free_port() -> int:
@@ -198,6 +199,8 @@ def gateway(
         "GORSE_CDC_GATEWAY__CORS_ORIGINS": json.dumps([CORS_ORIGIN]),
         "GORSE_CDC_GATEWAY__MAX_BODY_BYTES": "65536",
         "GORSE_CDC_GATEWAY__CACHE_TTL_S": "30",
+        # every test runs on several workers (one port), whatever this machine's CPU count
+        "GORSE_CDC_GATEWAY__WORKERS": str(WORKERS),
     }
     gw = Gateway(settings, env, free_port(), tmp_path_factory.mktemp("gateway") / "gateway.log")
     gw.start()
