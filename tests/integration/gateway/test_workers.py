@@ -185,7 +185,7 @@ async def test_a_killed_worker_is_replaced(gw: Gateway) -> None:
 async def test_sigterm_drains_every_worker_then_all_exit(
     stack: object, settings: Settings, tmp_path: Path
 ) -> None:
-    """Reads in flight on several workers (Gorse answering each call 0.5 s late) when SIGTERM
+    """Reads in flight (Gorse answering each call 0.5 s late) when SIGTERM
     reaches the gateway: each is answered 200, then the gateway and every worker exit."""
     async with serving(settings.gorse_url) as (proxy, url):
         env = workers_env(settings, GORSE_CDC_GORSE__URL=url, GORSE_CDC_GATEWAY__CACHE_TTL_S="0")
@@ -209,7 +209,9 @@ async def test_sigterm_drains_every_worker_then_all_exit(
             await asyncio.to_thread(g.proc.wait, 30)
             assert g.proc.returncode == 0
             assert not [p for p in pids if alive(p)]
+            # which worker accepts a connection is the kernel's choice: usually several, at times
+            # one takes all twelve (seen in a fresh-clone run); every worker's exit is checked
             served = {line["worker"] for line in access_lines(g) if line["route"] == "recommendations"}
-            assert len(served) >= 2, "the reads in flight were not on several workers"
+            assert served and served <= set(pids), (served, pids)
         finally:
             g.stop()
