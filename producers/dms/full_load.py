@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,12 +59,7 @@ def full_load(dsn: str, snapshot: str, schema: str, t: LoadTargets) -> dict[str,
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         defs = read_definitions(conn, schema)
         order = load_order(conn, schema, list(defs))
-        for name in order:
-            t.s3.write_definition(defs[name])
-            clear_table_folder(t.s3, defs[name])
-            control = t.builder.create_table(defs[name])
-            t.kinesis.add(encode_record(control, t.message_format), f"{schema}.{name}")
-        t.kinesis.flush()
+        announce_tables([defs[n] for n in order], t.builder.create_table, t)
         for name in order:
             rows = _load_table(conn, defs[name], t)
             log.info("full load: %s.%s %d rows", schema, name, rows)
@@ -76,23 +72,43 @@ def _load_table(conn: Any, d: TableDefinition, t: LoadTargets) -> int:
         sql.Identifier(d.schema),
         sql.Identifier(d.table),
     )
+    with conn.cursor(name=f"load_{d.table}") as cur:
+        cur.itersize = 5000
+        cur.execute(query)
+        return load_rows(d, cur, t.builder.load, t)
+
+
+def announce_tables(
+    defs: list[TableDefinition], create_table: Callable[[TableDefinition], Any], t: LoadTargets
+) -> None:
+    """Before the rows (both sources): each table's definition file, its LOAD folder emptied, and
+    its create-table control record on the stream, in load order."""
+    for d in defs:
+        t.s3.write_definition(d)
+        clear_table_folder(t.s3, d)
+        t.kinesis.add(encode_record(create_table(d), t.message_format), f"{d.schema}.{d.table}")
+    t.kinesis.flush()
+
+
+def load_rows(
+    d: TableDefinition, rows: Iterable[Any], load: Callable[[TableDefinition, Any], Any], t: LoadTargets
+) -> int:
+    """One table's rows (streamed from the source's cursor) to both targets: LOAD records on the
+    stream (sent in the background while reading on) and LOAD files of LOAD_FILE_ROWS rows."""
     fmt = t.message_format
     pending: list[list[Any]] = []
     n_file = 1
     total = 0
-    with conn.cursor(name=f"load_{d.table}") as cur:
-        cur.itersize = 5000
-        cur.execute(query)
-        for row in cur:
-            em = t.builder.load(d, row)
-            t.kinesis.add(encode_record(em.record, fmt), em.partition_key)
-            if t.kinesis.full:
-                t.kinesis.flush_in_background(0)  # read on while it sends
-            pending.append(em.values)
-            total += 1
-            if len(pending) >= LOAD_FILE_ROWS:
-                t.s3.write_load_file(d, n_file, pending)
-                n_file, pending = n_file + 1, []
+    for row in rows:
+        em = load(d, row)
+        t.kinesis.add(encode_record(em.record, fmt), em.partition_key)
+        if t.kinesis.full:
+            t.kinesis.flush_in_background(0)  # read on while it sends
+        pending.append(em.values)
+        total += 1
+        if len(pending) >= LOAD_FILE_ROWS:
+            t.s3.write_load_file(d, n_file, pending)
+            n_file, pending = n_file + 1, []
     t.kinesis.flush()
     if pending:
         t.s3.write_load_file(d, n_file, pending)

@@ -56,6 +56,15 @@ class DmsSummary:
     acked_lsn: str = "0/0"
 
 
+def record_builder(settings: Settings) -> RecordBuilder:
+    """The DMS record builder of either source: the mapping's partition keys, the task's options."""
+    return RecordBuilder(
+        Mapper(load_spec(settings.mapping.path), settings.mapping.zip_privacy),
+        transaction_details=settings.kinesis.include_transaction_details,
+        before_image=settings.kinesis.include_before_image,
+    )
+
+
 class LocalDms:
     def __init__(
         self,
@@ -78,11 +87,7 @@ class LocalDms:
         self.fmt = settings.kinesis.message_format
         self.kinesis = KinesisSink(settings)
         self.s3 = S3Sink(settings)
-        self.builder = RecordBuilder(
-            Mapper(load_spec(settings.mapping.path), settings.mapping.zip_privacy),
-            transaction_details=settings.kinesis.include_transaction_details,
-            before_image=settings.kinesis.include_before_image,
-        )
+        self.builder = record_builder(settings)
         self.defs: dict[str, TableDefinition] = {}
         self.progress = metrics.Progress(progress_s)
         self.summary = DmsSummary(mode)

@@ -17,8 +17,6 @@ from collections import deque
 from gorse_cdc.dms.record import encode_record
 from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
-from gorse_cdc.mapping.mapper import Mapper
-from gorse_cdc.mapping.spec import load_spec
 from gorse_cdc.settings import Settings
 from gorse_cdc.source_db import MySqlDsn, connect_mysql
 from producers.dms import metrics
@@ -29,8 +27,7 @@ from producers.dms.mysql.binlog import BinlogReader, Commit, Ddl, Heartbeat, Row
 from producers.dms.mysql.catalog import read_definitions
 from producers.dms.mysql.records import BinlogRecordBuilder, Transaction
 from producers.dms.mysql.snapshot import full_load, master_status
-from producers.dms.records import RecordBuilder
-from producers.dms.runner import DmsSummary, Mode
+from producers.dms.runner import DmsSummary, Mode, record_builder
 from producers.dms.s3_sink import S3Sink
 from producers.dms.slot import check_slot_name
 from producers.dms.source_errors import SourceSetupError
@@ -62,12 +59,7 @@ class LocalMysqlDms:
         self.fmt = settings.kinesis.message_format
         self.kinesis = KinesisSink(settings)
         self.s3 = S3Sink(settings)
-        base = RecordBuilder(
-            Mapper(load_spec(settings.mapping.path), settings.mapping.zip_privacy),
-            transaction_details=settings.kinesis.include_transaction_details,
-            before_image=settings.kinesis.include_before_image,
-        )
-        self.builder = BinlogRecordBuilder(base)
+        self.builder = BinlogRecordBuilder(record_builder(settings))
         self.reader = BinlogReader(self.dsn, self.task)
         self.defs: dict[str, TableDefinition] = {}
         self.progress = metrics.Progress(progress_s)

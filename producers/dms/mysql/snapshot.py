@@ -16,13 +16,11 @@ from typing import Any
 
 import pymysql.cursors
 
-from gorse_cdc.dms.record import encode_record
 from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.source_db import connect_mysql, quote
-from producers.dms.full_load import LoadTargets, clear_table_folder
+from producers.dms.full_load import LoadTargets, announce_tables, load_rows
 from producers.dms.mysql.catalog import load_order, read_definitions
 from producers.dms.mysql.records import BinlogRecordBuilder
-from producers.dms.s3_sink import LOAD_FILE_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +66,7 @@ def full_load(
         with conn.cursor() as cur:
             defs = read_definitions(cur, database)
             order = load_order(cur, database, list(defs))
-        for name in order:
-            t.s3.write_definition(defs[name])
-            clear_table_folder(t.s3, defs[name])
-            t.kinesis.add(
-                encode_record(builder.create_table(defs[name]), t.message_format), f"{database}.{name}"
-            )
-        t.kinesis.flush()
+        announce_tables([defs[n] for n in order], builder.create_table, t)
         for name in order:
             rows = _load_table(conn, defs[name], builder, t)
             log.info("full load: %s.%s %d rows", database, name, rows)
@@ -86,24 +78,6 @@ def full_load(
 
 def _load_table(conn: Any, d: TableDefinition, builder: BinlogRecordBuilder, t: LoadTargets) -> int:
     query = f"SELECT {', '.join(quote(c) for c in d.column_names)} FROM {quote(d.schema)}.{quote(d.table)}"
-    pending: list[list[Any]] = []
-    n_file, total = 1, 0
     with conn.cursor(pymysql.cursors.SSCursor) as cur:  # streamed, not held in memory
         cur.execute(query)
-        for row in cur:
-            em = builder.load(d, row)
-            t.kinesis.add(encode_record(em.record, t.message_format), em.partition_key)
-            if t.kinesis.full:
-                t.kinesis.flush_in_background(0)
-            pending.append(em.values)
-            total += 1
-            if len(pending) >= LOAD_FILE_ROWS:
-                t.s3.write_load_file(d, n_file, pending)
-                n_file, pending = n_file + 1, []
-    t.kinesis.flush()
-    if pending:
-        t.s3.write_load_file(d, n_file, pending)
-    else:
-        n_file -= 1
-    t.load_files[f"{d.schema}.{d.table}"] = n_file
-    return total
+        return load_rows(d, cur, builder.load, t)
