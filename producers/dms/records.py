@@ -166,13 +166,8 @@ class RecordBuilder:
         details: dict[str, Any] = {"transaction_id": txn.xid}
         if self.transaction_details:
             assert self._commit_time is not None
-            details.update(
-                transaction_record_id=self._record_id,
-                prev_transaction_id=self._prev[0] if self._prev else None,
-                prev_transaction_record_id=self._prev[1] if self._prev else None,
-                commit_timestamp=dms_timestamp(self._commit_time),
-                stream_position=f"{padded_lsn(txn.commit_lsn)}.{self._record_id}.{padded_lsn(change.lsn)}",
-            )
+            position = f"{padded_lsn(txn.commit_lsn)}.{self._record_id}.{padded_lsn(change.lsn)}"
+            details.update(transaction_details(self._record_id, self._prev, self._commit_time, position))
         rec = DmsRecord(
             "data",
             OPS[change.action],
@@ -185,3 +180,17 @@ class RecordBuilder:
             **details,
         )
         return Emitted(rec, key, change.action, values, self._commit_time)
+
+
+def transaction_details(
+    record_id: int, prev: tuple[int, int] | None, commit_time: datetime, stream_position: str
+) -> dict[str, Any]:
+    """DMS's transaction details of a change (both sources): its number in the transaction, the
+    previous transaction's id and last record, the commit time and the stream position."""
+    return {
+        "transaction_record_id": record_id,
+        "prev_transaction_id": prev[0] if prev else None,
+        "prev_transaction_record_id": prev[1] if prev else None,
+        "commit_timestamp": dms_timestamp(commit_time),
+        "stream_position": stream_position,
+    }

@@ -22,7 +22,7 @@ from typing import Any
 from gorse_cdc.dms.mysql_types import dms_type, to_dms_value
 from gorse_cdc.dms.record import DmsRecord
 from gorse_cdc.dms.tables import TableDefinition
-from producers.dms.records import OPS, Emitted, RecordBuilder
+from producers.dms.records import OPS, Emitted, RecordBuilder, transaction_details
 from producers.dms.values import dms_timestamp, to_json_value
 
 
@@ -106,13 +106,8 @@ class BinlogRecordBuilder:
         key, key_type = self.base.partition(definition, data)
         details: dict[str, Any] = {"transaction_id": txn.xid}
         if self.base.transaction_details:
-            details.update(
-                transaction_record_id=self._record_id,
-                prev_transaction_id=self._prev[0] if self._prev else None,
-                prev_transaction_record_id=self._prev[1] if self._prev else None,
-                commit_timestamp=dms_timestamp(txn.commit_time),
-                stream_position=f"{txn.position}.{self._record_id}",
-            )
+            position = f"{txn.position}.{self._record_id}"
+            details.update(transaction_details(self._record_id, self._prev, txn.commit_time, position))
         rec = DmsRecord(
             "data",
             OPS[action],
