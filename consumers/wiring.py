@@ -105,8 +105,14 @@ def gorse_sink(
         ttl_s=c.item_cache_ttl_s,
         concurrency=c.gorse_concurrency,
     )
-    records = refresh_publisher(settings, clients, mapper) if publish or tell_owners else None
+    # None when users are not partitioned by their id: records could not reach a user's shard
+    records = refresh_publisher(settings, clients, mapper)
     publisher = records if publish else None
+    # remembered likes are exact only while every other writer of a user's feedback can tell
+    # the user's own shard (reread refresh records)
+    remember = c.remember_likes and records is not None
+    if c.remember_likes and not remember:
+        log.warning("consumer.remember_likes is off: refresh records cannot reach a user's own shard")
     return GorseSink(
         clients.gorse,
         mapper,
@@ -118,18 +124,9 @@ def gorse_sink(
         retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired
         erasures=DynamoErasureLog(clients.dynamodb, c.erasures_table) if c.erasure_guard else None,
         on_refused_events=refused,
-        remember_likes=c.remember_likes and remembering_is_exact(settings, clients, mapper),
+        remember_likes=remember,
         tell_owners=records.tell_rewritten if tell_owners and records is not None else None,
     )
-
-
-def remembering_is_exact(settings: Settings, clients: Clients, mapper: Mapper) -> bool:
-    """Remembered likes are exact only while every other writer of a user's feedback can tell
-    the user's own shard (refresh records): users must be partitioned by their id."""
-    if refresh_publisher(settings, clients, mapper) is not None:
-        return True
-    log.warning("consumer.remember_likes is off: refresh records cannot reach a user's own shard")
-    return False
 
 
 def items_by_id(mapper: Mapper) -> bool:
