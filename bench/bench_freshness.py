@@ -231,7 +231,7 @@ async def main(
     print(f"generating a MovieLens-100K-sized database ({args.ratings:,} ratings) ...")
     with psycopg.connect(s.source_dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM ratings; DELETE FROM movies; DELETE FROM users;")
-    generate(s, GeneratorConfig(users=943, movies=1682, ratings=args.ratings, seed=3))
+    base_rows = generate(s, GeneratorConfig(users=943, movies=1682, ratings=args.ratings, seed=3))
     metrics = Metrics()
     run = Run()
     dms_port = free_port()
@@ -248,15 +248,24 @@ async def main(
             args.logs / "dms.log",
         )
         try:
-            while await gorse_ratings(g) < args.ratings:
+            rows = base_rows.users + base_rows.movies + base_rows.ratings
+            dms_done: float | None = None
+            load_calls = gorse_calls(metrics)
+            # the consumer's applied count first (in-process, free), then one export to confirm:
+            # exporting 100k ratings costs Gorse ~1.2 s of work, so polling it would slow the load
+            while _applied(metrics) < rows or await gorse_ratings(g) < args.ratings:
                 if dms.poll() is not None:
                     raise SystemExit(f"dms exited with {dms.returncode}: see {args.logs / 'dms.log'}")
-                await asyncio.sleep(0.5)
+                if dms_done is None and await dms_put(dms_port) >= rows:
+                    dms_done = time.monotonic() - started
+                await asyncio.sleep(0.1)
             full_load = time.monotonic() - started
             print(
                 f"full load: Gorse holds all {args.ratings:,} ratings "
-                f"{full_load:.1f} s after `dms run` started"
+                f"{full_load:.1f} s after `dms run` started (the DMS had put all {rows:,} rows "
+                f"into Kinesis at {dms_done or full_load:.1f} s)"
             )
+            print_gorse_time(load_calls, gorse_calls(metrics), full_load, _applied(metrics), "the full load")
             print(
                 f"activity at {args.rate:,.0f} changes/s for {args.seconds:.0f} s, "
                 f"probing every {args.probe_every} s"
@@ -388,6 +397,7 @@ def print_gorse_time(
     after: dict[str, tuple[float, float]],
     secs: float,
     changes: float = 0.0,
+    during: str = "the activity",
 ) -> None:
     """Where the consumer's Gorse time went during the activity (the calls' summed latency), and
     the calls per change of each kind (``changes``: records the consumer applied meanwhile)."""
@@ -400,7 +410,7 @@ def print_gorse_time(
     total = sum(r[0] for r in rows)
     calls = sum(r[1] for r in rows)
     per = f", {calls / changes:.2f} calls per change applied ({changes:,.0f})" if changes else ""
-    print(f"Gorse time of the consumer during the activity: {total:,.1f} s of calls in {secs:.0f} s{per}")
+    print(f"Gorse time of the consumer during {during}: {total:,.1f} s of calls in {secs:.0f} s{per}")
     for t, n, call in rows[:10]:
         each = f"{n / changes:6.3f}/change" if changes else ""
         print(f"  {call:<42} {n:>8,.0f} calls {each} {t:>7.1f} s  ({1000 * t / n:.1f} ms each)")

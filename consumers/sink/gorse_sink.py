@@ -117,6 +117,7 @@ class GorseSink:
         )
         self._batch = client.batch_size
         self._owed: set[str] = set()  # items whose likers' refresh a failed plan still owes
+        self._future: dict[str, datetime] = {}  # user -> the latest future timestamp written
 
     def _batches(self, rows: Sequence[T]) -> list[Sequence[T]]:
         return list(chunks(rows, self._batch))
@@ -198,12 +199,24 @@ class GorseSink:
         # every user of the plan's events, refused ones included: an earlier attempt of this
         # plan may have written their events before they were erased, then failed
         await self._erase_again({f.user_id for f in plan.put_events.values()})
-        # 4. stale types after a threshold crossing (read first for users with many), deleted ratings
-        blind, checked = stale.split(plan.stale_feedback, plan.put_feedback, datetime.now(UTC))
+        # 4. stale types after a threshold crossing, deleted ratings. With remembered feedback,
+        # only the types a user holds are deleted (read once when not remembered); else users
+        # with many are read first, the others deleted blindly
+        now = datetime.now(UTC)
+        remembered = self.liked.remember_likes and self.mapper.liked_feedback_type is not None
+        future = self._future_users(plan, now)
+        at = 1 if remembered else None
+        blind, checked = stale.split(plan.stale_feedback, plan.put_feedback, now, at=at)
+        if future:  # Gorse hides feedback timestamped later than now from its reads
+            blind += [k for u in sorted(future & checked.keys()) for k in checked.pop(u)]
         found: list[stale.StaleKey] = []
 
         async def check(user: str, keys: list[stale.StaleKey]) -> None:
-            found.extend(await stale.existing(c, user, keys))
+            if remembered:
+                held = await self.liked.held(user)
+                found.extend(k for k in keys if k[2] in held.get(k[0], ()))
+            else:
+                found.extend(await stale.existing(c, user, keys))
 
         await run_all([lambda u=u, k=k: check(u, k) for u, k in checked.items()], limit)  # type: ignore[misc]
         await run_all(
@@ -225,15 +238,27 @@ class GorseSink:
             await self.tell_owners(written_users(plan))
 
     def _note_likes(self, plan: WritePlan) -> None:
-        """Keep the remembered likes of this worker's users as this plan left them in Gorse."""
-        like = self.mapper.liked_feedback_type
-        if like is None:
+        """Keep the remembered feedback of this worker's users as this plan left it in Gorse."""
+        if self.mapper.liked_feedback_type is None:
             return
-        liked = [pair for pair, f in plan.put_feedback.items() if f.feedback_type == like]
-        unliked = [pair for pair, f in plan.put_feedback.items() if f.feedback_type != like]
-        unliked += plan.delete_feedback
-        unliked += [(u, i) for t, u, i in plan.stale_feedback if t == like]
-        self.liked.changed(liked, unliked, plan.delete_items)
+        put = [(f.feedback_type, u, i) for (u, i), f in plan.put_feedback.items()]
+        removed: list[tuple[str | None, str, str]] = [(None, u, i) for u, i in plan.delete_feedback]
+        removed += plan.stale_feedback
+        self.liked.changed(put, removed, plan.delete_items)
+
+    def _future_users(self, plan: WritePlan, now: datetime) -> set[str]:
+        """Users written feedback timestamped later than now, by this plan or an earlier one
+        whose timestamp has not come yet: Gorse's reads hide it, so no read (or memory made of
+        one) can say such a user holds nothing of a type. Their stale keys are deleted blindly
+        until then."""
+        for f in plan.put_feedback.values():
+            if f.timestamp is not None and stale.later(f, now):
+                ts = stale.aware(f.timestamp)
+                self._future[f.user_id] = max(ts, self._future.get(f.user_id, ts))
+        for user in [u for u, ts in self._future.items() if ts <= now]:
+            del self._future[user]
+            self.liked.forget(user)  # what it remembers may lack what was hidden: read again
+        return set(self._future)
 
     async def _events_allowed(self, events: list[Feedback]) -> list[Feedback]:
         """The events whose user is not in the erasure log (see consumers.sink.erasures)."""

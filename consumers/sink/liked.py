@@ -62,14 +62,15 @@ class LikedLabelsWriter:
     ``ttl_s``, so a repair written by another writer (the reconcile, a re-drive, a replay) is
     read back within that time instead of being overwritten with remembered demographics.
 
-    ``remember_likes`` (off by default): for the same reason the items such a user likes can be
-    remembered once read (bounded LRU ``likes_cache``, same TTL) and kept current from the plans
-    this worker writes (``changed``), so recomputing their labels reads nothing from Gorse but
-    the items' values (one GET of the user's likes per user per batch was 40 % of the
-    consumer's Gorse time). It is exact only while nothing else writes feedback: the nightly
-    reconcile's repairs do, and a label computed from a memory that missed them is written and
-    stays wrong (seen once in test_reconcile_safety). Safe once every other feedback writer
-    tells the user's shard (a refresh record), which is not built."""
+    ``remember_likes``: for the same reason the feedback such a user holds of the mapping's own
+    types (like and unlike, not events) is remembered once read (one GET of the user's feedback;
+    bounded LRU ``likes_cache``, same TTL) and kept current from the plans this worker writes
+    (``changed``). Recomputing their labels then reads nothing from Gorse but the items'
+    values (one GET of the user's likes per user per batch was 40 % of the consumer's Gorse
+    time), and a re-rate's stale-type delete is sent only when the memory holds that type
+    (``held``: one blind DELETE per re-rate was the largest per-change call). Exact because
+    every other writer of feedback tells the user's shard (reread refresh records, which
+    ``forget`` the user) or takes its lease (``forget`` everything)."""
 
     def __init__(
         self,
@@ -84,9 +85,11 @@ class LikedLabelsWriter:
         remember_likes: bool = False,
     ) -> None:
         self.remember_likes = remember_likes
-        self._likes: OrderedDict[str, tuple[set[str], float]] = OrderedDict()
+        # user -> ({type: items of that type the user holds in Gorse}, when read); own types only
+        self._held: OrderedDict[str, tuple[dict[str, set[str]], float]] = OrderedDict()
         self._likes_max = likes_cache
-        self.likes_read = 0  # GETs of a user's likes (the others came from memory)
+        self._types = tuple(mapper.spec.feedback_types)
+        self.likes_read = 0  # GETs of a user's feedback (the others came from memory)
         self.likes_remembered = 0
         self._client = client
         self._mapper = mapper
@@ -101,49 +104,64 @@ class LikedLabelsWriter:
     def forget(self, user_id: str | None = None) -> None:
         if user_id is None:
             self._demo.clear()
-            self._likes.clear()
+            self._held.clear()
         else:
             self._demo.pop(user_id, None)
-            self._likes.pop(user_id, None)
+            self._held.pop(user_id, None)
 
     def changed(
         self,
-        liked: Iterable[tuple[str, str]],
-        unliked: Iterable[tuple[str, str]],
+        put: Iterable[tuple[str, str, str]],
+        removed: Iterable[tuple[str | None, str, str]],
         deleted_items: Iterable[str] = (),
     ) -> None:
-        """What a plan wrote (before its users are written): (user, item) pairs now liked, and
-        pairs no longer liked (another type put, the rating deleted); deleted items (Gorse
-        dropped their feedback). Only remembered users change; idempotent (a retried plan)."""
-        for user, item in liked:
-            if (hit := self._likes.get(user)) is not None:
-                hit[0].add(item)
-        for user, item in unliked:
-            if (hit := self._likes.get(user)) is not None:
-                hit[0].discard(item)
+        """What a plan wrote (before its users are written): (type, user, item) put, and
+        (type, user, item) deleted (type None: every type, a deleted rating); deleted items
+        (Gorse dropped their feedback). Only remembered users change; idempotent (a retried
+        plan)."""
+        for ftype, user, item in put:
+            if (hit := self._held.get(user)) is not None and ftype in self._types:
+                hit[0].setdefault(ftype, set()).add(item)
+        for maybe_type, user, item in removed:
+            if (hit := self._held.get(user)) is not None:
+                for t in self._types if maybe_type is None else (maybe_type,):
+                    hit[0].get(t, set()).discard(item)
         gone = set(deleted_items)
         if gone:
-            for items, _ in self._likes.values():
-                items.difference_update(gone)
+            for held, _ in self._held.values():
+                for items in held.values():
+                    items.difference_update(gone)
 
-    async def _liked_items(self, user_id: str, own: bool) -> set[str]:
-        own = own and self.remember_likes
-        if own and (hit := self._likes.get(user_id)) is not None:
+    async def held(self, user_id: str) -> dict[str, set[str]]:
+        """What the own user ``user_id`` holds in Gorse, type -> items, of the mapping's own
+        types: remembered, else read (one GET) and remembered. Only with ``remember_likes``."""
+        if (hit := self._held.get(user_id)) is not None:
             if self._clock() - hit[1] <= self._ttl:
                 self.likes_remembered += 1
-                self._likes.move_to_end(user_id)
+                self._held.move_to_end(user_id)
                 return hit[0]
-            del self._likes[user_id]
+            del self._held[user_id]
+        async with self._sem:  # one type: the typed GET; more: one GET of all, events left out
+            typed: str | None = self._types[0] if len(self._types) == 1 else None
+            feedback = await self._client.user_feedback(user_id, typed)
+        self.likes_read += 1
+        held: dict[str, set[str]] = {t: set() for t in self._types}
+        for f in feedback:
+            if f.feedback_type in held:
+                held[f.feedback_type].add(f.item_id)
+        self._held[user_id] = (held, self._clock())
+        while len(self._held) > self._likes_max:
+            self._held.popitem(last=False)
+        return held
+
+    async def _liked_items(self, user_id: str, own: bool) -> set[str]:
         ftype = self._mapper.liked_feedback_type
+        if own and self.remember_likes:
+            return set((await self.held(user_id)).get(ftype or "", set()))
         async with self._sem:
             feedback = await self._client.user_feedback(user_id, ftype)
         self.likes_read += 1
-        items = {f.item_id for f in feedback}
-        if own:
-            self._likes[user_id] = (items, self._clock())
-            while len(self._likes) > self._likes_max:
-                self._likes.popitem(last=False)
-        return items
+        return {f.item_id for f in feedback}
 
     def _remember(self, user: User) -> None:
         self._demo[user.user_id] = (user, self._clock())

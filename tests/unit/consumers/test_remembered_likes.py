@@ -26,13 +26,16 @@ class StoringGorse(RecordingGorse):
     def __init__(self) -> None:
         super().__init__()
         self.feedback: set[tuple[str, str, str]] = set()
-        self.like_reads = 0
+        self.like_reads = 0  # reads of a user's likes, or of all their feedback
+        self.empty_deletes = 0  # typed deletes of feedback Gorse did not hold
 
     async def put_feedback(self, rows: Any) -> None:
         for f in rows:
             self.feedback.add((f.feedback_type, f.user_id, f.item_id))
 
     async def delete_feedback(self, user_id: str, item_id: str, ftype: str | None = None) -> None:
+        if ftype is not None and (ftype, user_id, item_id) not in self.feedback:
+            self.empty_deletes += 1
         self.feedback = {
             k for k in self.feedback if not (k[1:] == (user_id, item_id) and ftype in (None, k[0]))
         }
@@ -42,7 +45,7 @@ class StoringGorse(RecordingGorse):
         self.feedback = {k for k in self.feedback if k[2] != item_id}
 
     async def user_feedback(self, user_id: str, ftype: str | None = None) -> list[Feedback]:
-        if ftype == "like":
+        if ftype in (None, "like"):
             self.like_reads += 1
         return [Feedback(t, u, i) for t, u, i in self.feedback if u == user_id and ftype in (None, t)]
 
@@ -66,8 +69,7 @@ def one_plan(rng: random.Random, g: StoringGorse, users: list[str], items: list[
             t = "like" if rng.random() < 0.6 else "unlike"
             plan.put_feedback[(u, i)] = Feedback(t, u, i, 5.0 if t == "like" else 2.0)
             other = "unlike" if t == "like" else "like"
-            if (other, u, i) in g.feedback:
-                plan.stale_feedback.append((other, u, i))
+            plan.stale_feedback.append((other, u, i))  # as the mapper: any update may cross
         else:
             plan.delete_feedback.append((u, i))
         plan.liked_users.add(u)
@@ -107,11 +109,72 @@ async def test_labels_from_remembered_likes_always_equal_gorses_truth(seed: int)
             expected = mapper.with_liked(g.users[u], labels)
             assert g.written_users[u].labels == expected.labels, (u, liked)
             writes += 1
+        pairs = [(u, i) for _, u, i in g.feedback]
+        assert len(pairs) == len(set(pairs)), "a pair holds both types: a stale delete was skipped"
     # once per user, plus the likers of deleted items, refreshed as other workers' users; the
     # old path read once per user per plan (~900 here)
     assert g.like_reads <= 3 * len(users)
     assert writes > 10 * len(users)
     assert sink.liked.likes_remembered > sink.liked.likes_read
+    # stale types are deleted only when held: a delete of nothing is a wasted call
+    assert g.empty_deletes == 0
+
+
+async def test_remembered_feedback_spares_the_delete_of_a_type_not_held() -> None:
+    """A re-rate that does not cross 4 sends no DELETE (the memory says the other type is not
+    held); one that crosses deletes the old type. Without remembering: one DELETE per re-rate."""
+    for remember in (True, False):
+        g = StoringGorse()
+        g.items["m1"] = Item("m1", {"genres": ["Drama"]}, comment="M")
+        g.users["u1"] = User("u1", {"age": 30})
+        sink = GorseSink(g, build_mapper(Settings()), concurrency=4, remember_likes=remember)  # type: ignore[arg-type]
+
+        def rate(t: str) -> WritePlan:
+            other = "unlike" if t == "like" else "like"
+            return WritePlan(
+                put_feedback={("u1", "m1"): Feedback(t, "u1", "m1", 5.0)},
+                stale_feedback=[(other, "u1", "m1")],
+                liked_users={"u1"},
+            )
+
+        for t in ("like", "like", "like", "unlike"):
+            await sink.write(rate(t))
+        assert g.feedback == {("unlike", "u1", "m1")}
+        assert g.empty_deletes == (0 if remember else 3), remember
+
+
+async def test_a_type_hidden_by_a_future_timestamp_is_still_deleted() -> None:
+    """Gorse hides feedback timestamped later than now from reads: a user written such a row is
+    not trusted to the memory (made of reads) until that time, so the stale delete is sent."""
+    from datetime import UTC, datetime, timedelta
+
+    g = StoringGorse()
+    g.items["m1"] = Item("m1", {"genres": ["Drama"]}, comment="M")
+    g.users["u1"] = User("u1", {"age": 30})
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    hidden: set[tuple[str, str, str]] = set()
+
+    async def user_feedback(user_id: str, ftype: str | None = None) -> list[Feedback]:
+        return [Feedback(t, u, i) for t, u, i in g.feedback - hidden if u == user_id and ftype in (None, t)]
+
+    g.user_feedback = user_feedback  # type: ignore[method-assign]
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=4, remember_likes=True)  # type: ignore[arg-type]
+    hidden.add(("unlike", "u1", "m1"))
+    await sink.write(
+        WritePlan(
+            put_feedback={("u1", "m1"): Feedback("unlike", "u1", "m1", 2.0, later)},
+            stale_feedback=[("like", "u1", "m1")],
+            liked_users={"u1"},
+        )
+    )
+    await sink.write(  # the re-rate, a moment later (before the timestamp)
+        WritePlan(
+            put_feedback={("u1", "m1"): Feedback("like", "u1", "m1", 5.0)},
+            stale_feedback=[("unlike", "u1", "m1")],
+            liked_users={"u1"},
+        )
+    )
+    assert g.feedback == {("like", "u1", "m1")}
 
 
 async def test_a_worker_that_takes_new_shards_reads_likes_again() -> None:
@@ -124,7 +187,7 @@ async def test_a_worker_that_takes_new_shards_reads_likes_again() -> None:
     g.feedback.clear()  # another writer (the shard's previous owner, a replay) changed Gorse
     sink.shards_taken()
     await sink.write(WritePlan(liked_users={"u1"}))
-    assert g.like_reads == 2
+    assert g.like_reads == 2  # once before, once after
     assert "Drama" not in str(g.written_users["u1"].labels)
 
 
