@@ -266,6 +266,9 @@ async def main(
                 f"into Kinesis at {dms_done or full_load:.1f} s)"
             )
             print_gorse_time(load_calls, gorse_calls(metrics), full_load, _applied(metrics), "the full load")
+            sink = consumer.parts.applier.sink  # type: ignore[attr-defined]
+            print_phases(sink.phase_s, "the full load")
+            phases0 = dict(sink.phase_s)
             print(
                 f"activity at {args.rate:,.0f} changes/s for {args.seconds:.0f} s, "
                 f"probing every {args.probe_every} s"
@@ -297,6 +300,7 @@ async def main(
             print_gorse_time(
                 calls_before, gorse_calls(metrics), time.monotonic() - calls_t0, _applied(metrics) - applied0
             )
+            print_phases({k: v - phases0.get(k, 0.0) for k, v in sink.phase_s.items()}, "the activity")
             probing_stop.set()
             await probing
         finally:
@@ -414,6 +418,14 @@ def print_gorse_time(
     for t, n, call in rows[:10]:
         each = f"{n / changes:6.3f}/change" if changes else ""
         print(f"  {call:<42} {n:>8,.0f} calls {each} {t:>7.1f} s  ({1000 * t / n:.1f} ms each)")
+
+
+def print_phases(phase_s: dict[str, float], during: str) -> None:
+    """Where the consumer's plans spent their time (GorseSink.phase_s: summed over plans, so
+    over shards applying side by side it can exceed the wall clock)."""
+    total = sum(phase_s.values()) or 1.0
+    parts = ", ".join(f"{k} {v:.1f} s ({100 * v / total:.0f} %)" for k, v in sorted(phase_s.items()))
+    print(f"plan phases during {during}: {parts}")
 
 
 def _applied(metrics: Metrics) -> float:

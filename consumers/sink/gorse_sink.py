@@ -118,6 +118,7 @@ class GorseSink:
         self._batch = client.batch_size
         self._owed: set[str] = set()  # items whose likers' refresh a failed plan still owes
         self._future: dict[str, datetime] = {}  # user -> the latest future timestamp written
+        self.phase_s: dict[str, float] = {}  # phase -> seconds spent in it, summed over plans
 
     def _batches(self, rows: Sequence[T]) -> list[Sequence[T]]:
         return list(chunks(rows, self._batch))
@@ -142,6 +143,7 @@ class GorseSink:
         c, limit = self.client, self.concurrency
         for user in plan.reread_users:  # written behind this worker's back: read them again
             self.liked.forget(user)
+        lap = self._laps()
         # 1. entity deletes (Gorse also drops their feedback)
         refresh = await self._likers(dict.fromkeys(plan.delete_items))
         if self.fan_out_records and refresh:  # promised before Gorse forgets who they are
@@ -161,6 +163,7 @@ class GorseSink:
             self.cache.invalidate(i)
         for u in plan.delete_users:
             self.liked.forget(u)
+        lap("1 deletes")
         # 2. items; note which may have changed the values liked labels are built from. Only
         # what this worker itself wrote (and cached) counts as known: an item it does not know
         # (a cold cache after a restart) may have changed, so its likers are refreshed. The
@@ -191,6 +194,7 @@ class GorseSink:
                 self._retell.update({i: (due, v, frozenset(told.get(i, ()))) for i, v in changed.items()})
         for item_id in plan.item_values:  # edited on another shard: read them fresh from Gorse
             self.cache.invalidate(item_id)
+        lap("2 items")
         # 3. feedback (PUT: idempotent); events of erased users are refused
         events = await self._events_allowed(list(plan.put_events.values()))
         feedback = [*plan.put_feedback.values(), *events]  # distinct (type, user, item)
@@ -199,6 +203,7 @@ class GorseSink:
         # every user of the plan's events, refused ones included: an earlier attempt of this
         # plan may have written their events before they were erased, then failed
         await self._erase_again({f.user_id for f in plan.put_events.values()})
+        lap("3 feedback")
         # 4. stale types after a threshold crossing, deleted ratings. With remembered feedback,
         # only the types a user holds are deleted (read once when not remembered); else users
         # with many are read first, the others deleted blindly
@@ -227,15 +232,37 @@ class GorseSink:
         orphans = {i for _, i in plan.delete_feedback} | plan.orphan_checks
         if orphans:
             await self._drop_orphan_items(orphans - set(plan.delete_items))
+        lap("4 stale, deleted")
         # 5. users: demographics + recomputed liked labels; users refreshed because of an item
         # (their own shard may be elsewhere) are only patched, never created
         self._note_likes(plan)
-        await self._write_users(sorted(plan.liked_users), plan)
-        await self._refresh_likers(refresh, plan)
-        await self._fan_out(plan.fan_out)
+        await run_all(  # the plan's own users beside its items' likers (disjoint: see _refresh_likers)
+            [
+                lambda: self._write_users(sorted(plan.liked_users), plan),
+                lambda: self._tell_likers(refresh, plan),
+            ],
+            2,
+        )
+        lap("5 users, likers")
         self._owed.difference_update(plan.upsert_items)  # every refresh is written or published
         if self.tell_owners is not None:
             await self.tell_owners(written_users(plan))
+
+    async def _tell_likers(self, refresh: dict[str, dict[str, Values]], plan: WritePlan) -> None:
+        await self._refresh_likers(refresh, plan)
+        await self._fan_out(plan.fan_out)
+
+    def _laps(self) -> Callable[[str], None]:
+        """Adds the time since the previous lap to ``phase_s[name]`` (where a plan's time goes;
+        the freshness bench prints it)."""
+        last = [time.monotonic()]
+
+        def lap(name: str) -> None:
+            now = time.monotonic()
+            self.phase_s[name] = self.phase_s.get(name, 0.0) + now - last[0]
+            last[0] = now
+
+        return lap
 
     def _note_likes(self, plan: WritePlan) -> None:
         """Keep the remembered feedback of this worker's users as this plan left it in Gorse."""
