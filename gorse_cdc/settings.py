@@ -234,6 +234,13 @@ class ConsumerSettings(BaseModel):
     erasure_guard: bool = Field(
         True, description="log user deletes and refuse events of logged users (consumers.sink.erasures)"
     )
+    remembered_ttl_s: float = Field(
+        600.0,
+        gt=0,
+        description="how long a worker trusts what it remembers of its own users (their likes and "
+        "unlikes, demographics) before reading them again; every other writer tells the owner "
+        "(reread refresh records), so this is a backstop, not what keeps it exact",
+    )
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
     item_cache_ttl_s: float = Field(
         60.0,

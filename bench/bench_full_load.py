@@ -1,0 +1,192 @@
+"""Full load at scale: a synthetic catalogue (`data generate`: Zipf popularity, heavy and light
+raters) goes through the whole pipeline into an empty Gorse: `dms run --mode
+full-load-and-cdc` (the local DMS) -> Kinesis -> `gorse-cdc consume` (its own process) -> Gorse.
+Prints, every 10 % of the load, the rows the DMS has put and the consumer applied, and both
+processes' RSS (from /proc), then the time until Gorse holds every rating, and `verify`'s verdict
+(timed apart). Memory is flat when the RSS at 50 % and at 100 % are about the same.
+
+    python bench/bench_full_load.py                                  # 100k users, 1M ratings
+    python bench/bench_full_load.py --users 1000000 --ratings 10000000 --png bench/full_load.png
+
+Needs `gorse-cdc stack up`; uses a private stream, slot and lease table; replaces the source
+database's rows and empties Gorse (like the freshness bench). No asserts: figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import aiohttp
+from bench_freshness import child_env, cleanup, cli, dms_put, free_port, private, spawn
+
+from entrypoints.stack.components import Stack
+from entrypoints.stack.resources import ensure_bucket, ensure_stream
+from gorse_cdc.settings import Settings
+from producers.synthetic import GeneratorConfig, generate
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def applied(port: int) -> float | None:
+    """Records the consumer process applied so far (its Prometheus endpoint); None: not up."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+    except aiohttp.ClientError:
+        return None
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("gorse_cdc_records_applied_total")
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = Settings()
+    stack = base.stack.model_copy(update={"gorse_fit_period": args.gorse_fit_period})
+    s = private(base.model_copy(update={"stack": stack}), uuid.uuid4().hex[:8], args.shards)
+    ensure_stream(s)
+    ensure_bucket(s)
+    env = child_env(s)
+    args.logs.mkdir(parents=True, exist_ok=True)
+    print(f"generating {args.users:,} users, {args.movies:,} movies, {args.ratings:,} ratings ...")
+    t0 = time.monotonic()
+    g = generate(s, GeneratorConfig(args.users, args.movies, args.ratings, seed=7), truncate=True)
+    rows = g.users + g.movies + g.ratings
+    print(f"  {g.describe()} in {time.monotonic() - t0:.0f} s")
+    print("restarting Gorse empty ...")
+    await asyncio.to_thread(Stack(s).reset_gorse)
+    metrics_port, dms_port = free_port(), free_port()
+    consumer = spawn(
+        cli("consume"),
+        {**env, "GORSE_CDC_CONSUMER__METRICS_PORT": str(metrics_port)},
+        args.logs / "consume.log",
+    )
+    samples: list[tuple[float, float, float, float, float]] = []  # t, put, applied, rss consumer, rss dms
+    dms: subprocess.Popen[str] | None = None
+    try:
+        while await applied(metrics_port) is None:
+            if consumer.poll() is not None:
+                raise SystemExit(f"consume exited with {consumer.returncode}: see {args.logs}/consume.log")
+            await asyncio.sleep(0.2)
+        started = time.monotonic()
+        dms = spawn(
+            cli("dms", "run", "--mode", "full-load-and-cdc", "--metrics-port", str(dms_port)),
+            env,
+            args.logs / "dms.log",
+        )
+        dms_done = None
+        next_report = 0.1
+        print(f"full load of {rows:,} rows ({args.shards} shards):")
+        print(f"  {'s':>6} {'DMS put':>12} {'applied':>12} {'RSS consume':>12} {'RSS dms':>9}")
+        steady_since, last = None, -1.0
+        while True:
+            if consumer.poll() is not None or (dms.poll() is not None and dms.returncode != 0):
+                raise SystemExit(f"a process exited: see {args.logs}/consume.log and dms.log")
+            now = time.monotonic() - started
+            put, done = await dms_put(dms_port), (await applied(metrics_port) or 0.0)
+            samples.append((now, put, done, rss_mib(consumer.pid), rss_mib(dms.pid)))
+            if dms_done is None and put >= rows:
+                dms_done = now
+            if done >= min(next_report, 1.0) * rows:
+                print(
+                    f"  {now:6.1f} {put:12,.0f} {done:12,.0f} "
+                    f"{samples[-1][3]:9.0f} MiB {samples[-1][4]:5.0f} MiB"
+                )
+                next_report = float("inf") if done >= rows else done / rows + 0.1
+            if done >= rows:  # refresh records count too: done once applied stops moving
+                if steady_since is None or done != last:
+                    steady_since = now  # the last time applied moved
+                if now - steady_since >= 3:
+                    break
+            last = done
+            await asyncio.sleep(1.0)
+        loaded = steady_since or time.monotonic() - started
+        print(
+            f"Gorse holds the load {loaded:.1f} s after `dms run` started: "
+            f"{g.ratings / loaded:,.0f} ratings/s, "
+            f"{rows / loaded:,.0f} rows/s (the DMS had put every row at {dms_done or loaded:.1f} s: "
+            f"{rows / (dms_done or loaded):,.0f} rows/s)"
+        )
+        peak_c = max(x[3] for x in samples)
+        half = [x for x in samples if x[2] >= rows / 2]
+        print(
+            f"consumer RSS: peak {peak_c:.0f} MiB, at half the load {half[0][3] if half else 0:.0f} MiB, "
+            f"at the end {samples[-1][3]:.0f} MiB; DMS RSS peak {max(x[4] for x in samples):.0f} MiB"
+        )
+        t1 = time.monotonic()
+        out = await asyncio.to_thread(
+            subprocess.run, cli("verify"), env=env, capture_output=True, text=True, check=False
+        )
+        verdict = "equal" if out.returncode == 0 else "NOT equal:\n" + out.stdout[-2000:]
+        print(f"verify ({time.monotonic() - t1:.0f} s, not counted): Gorse is {verdict}")
+    finally:
+        for p in (dms, consumer):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        cleanup(s)
+    if args.png and samples:
+        draw(samples, rows, args.png)
+
+
+def draw(samples: list[tuple[float, float, float, float, float]], rows: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [x[0] for x in samples]
+    fig, (a, b) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    a.plot(t, [x[1] / 1e6 for x in samples], label="put by the DMS")
+    a.plot(t, [x[2] / 1e6 for x in samples], label="applied by the consumer")
+    a.axhline(rows / 1e6, color="grey", lw=0.5)
+    a.set_ylabel("rows (millions)")
+    a.legend()
+    a.set_title(f"full load of {rows:,} rows into an empty Gorse")
+    b.plot(t, [x[3] for x in samples], label="consumer RSS")
+    b.plot(t, [x[4] for x in samples], label="DMS RSS")
+    b.set_ylabel("MiB")
+    b.set_xlabel("seconds after `dms run` started")
+    b.set_ylim(bottom=0)
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"chart: {path}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--movies", type=int, default=10_000)
+    ap.add_argument("--ratings", type=int, default=1_000_000)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument(
+        "--gorse-fit-period",
+        default="10m",
+        help="Gorse's loop (the stack's default 1m holds SQLite under load)",
+    )
+    ap.add_argument("--logs", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "bench-full-load")
+    ap.add_argument("--png", type=Path, default=None)
+    asyncio.run(main(ap.parse_args()))
