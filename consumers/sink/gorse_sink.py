@@ -214,6 +214,8 @@ class GorseSink:
         blind, checked = stale.split(plan.stale_feedback, plan.put_feedback, now, at=at)
         if future:  # Gorse hides feedback timestamped later than now from its reads
             blind += [k for u in sorted(future & checked.keys()) for k in checked.pop(u)]
+        if remembered:  # many users new to this worker (a full load): one export, not a GET each
+            await self.liked.read_many(sorted(checked.keys() | plan.liked_users))
         found: list[stale.StaleKey] = []
 
         async def check(user: str, keys: list[stale.StaleKey]) -> None:

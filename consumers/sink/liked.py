@@ -16,13 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
+import orjson
+
 from consumers.sink.item_cache import ItemLabelCache
+from gorse_cdc.errors import GorseRequestError
 from gorse_cdc.gorse import GorseClient, User
 from gorse_cdc.mapping import Mapper
+
+log = logging.getLogger(__name__)
+# one read of Gorse's whole feedback export instead of a GET per user, when a plan needs this
+# many users read and the last export was at most ROWS_PER_USER rows per such user (a full
+# load: thousands of users new to the worker, Gorse still small)
+BULK_READ_AT = 200
+ROWS_PER_USER = 25
 
 
 class KeyedLocks:
@@ -91,6 +102,8 @@ class LikedLabelsWriter:
         self._types = tuple(mapper.spec.feedback_types)
         self.likes_read = 0  # GETs of a user's feedback (the others came from memory)
         self.likes_remembered = 0
+        self.bulk_reads = 0  # exports read instead of a GET per user (``read_many``)
+        self._export_rows: float | None = None  # rows in the last export (None: not tried)
         self._client = client
         self._mapper = mapper
         self._cache = cache
@@ -132,6 +145,51 @@ class LikedLabelsWriter:
                 for items in held.values():
                     items.difference_update(gone)
 
+    def _fresh(self, user_id: str) -> bool:
+        hit = self._held.get(user_id)
+        return hit is not None and self._clock() - hit[1] <= self._ttl
+
+    def _store_held(self, user_id: str, held: dict[str, set[str]]) -> None:
+        self._held[user_id] = (held, self._clock())
+        self._held.move_to_end(user_id)
+        while len(self._held) > self._likes_max:
+            self._held.popitem(last=False)
+
+    async def read_many(self, user_ids: Iterable[str]) -> None:
+        """Remember many own users at once from one read of Gorse's feedback export (the
+        master's JSONL, streamed) instead of a GET each: taken when at least ``BULK_READ_AT``
+        of them are not remembered and the last export held at most ``ROWS_PER_USER`` rows per
+        such user, so a full load into a small Gorse reads it a few times, not once per user.
+        Exact for the same reason as a GET: only this worker writes these users' feedback, and
+        it writes none of them meanwhile. Any failure (a master that refuses the export) leaves
+        the GETs to ``held``, and is not tried again."""
+        if not self.remember_likes:
+            return
+        wanted = [u for u in dict.fromkeys(user_ids) if not self._fresh(u)][: self._likes_max]
+        if len(wanted) < BULK_READ_AT:
+            return
+        if self._export_rows is not None and self._export_rows > ROWS_PER_USER * len(wanted):
+            return
+        held: dict[str, dict[str, set[str]]] = {u: {t: set() for t in self._types} for u in wanted}
+        rows = 0
+        try:
+            async for line in self._client.export_lines("feedback"):
+                rows += 1
+                row = orjson.loads(line)
+                mine = held.get(row.get("UserId"))
+                if mine is not None and row.get("FeedbackType") in mine:
+                    mine[row["FeedbackType"]].add(row["ItemId"])
+        except GorseRequestError as e:
+            self._export_rows = float("inf")
+            log.warning(
+                "reading users' feedback from Gorse's export failed; one GET per user from now: %s", e
+            )
+            return
+        self._export_rows = rows
+        self.bulk_reads += 1
+        for user_id, h in held.items():
+            self._store_held(user_id, h)
+
     async def held(self, user_id: str) -> dict[str, set[str]]:
         """What the own user ``user_id`` holds in Gorse, type -> items, of the mapping's own
         types: remembered, else read (one GET) and remembered. Only with ``remember_likes``."""
@@ -149,9 +207,7 @@ class LikedLabelsWriter:
         for f in feedback:
             if f.feedback_type in held:
                 held[f.feedback_type].add(f.item_id)
-        self._held[user_id] = (held, self._clock())
-        while len(self._held) > self._likes_max:
-            self._held.popitem(last=False)
+        self._store_held(user_id, held)
         return held
 
     async def _liked_items(self, user_id: str, own: bool) -> set[str]:

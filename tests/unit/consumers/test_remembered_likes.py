@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import orjson
 import pytest
 
 from consumers.coalesce import WritePlan
@@ -259,3 +260,59 @@ async def test_a_writer_beside_the_live_consumer_tells_every_user_it_wrote_after
     )
     await sink.write(plan)
     assert told == [(["u1", "u2", "u3"], {("like", "u1", "m1")})]
+
+
+class ExportingGorse(StoringGorse):
+    """Also serves the master's feedback export (JSONL lines), counting reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports = 0
+
+    async def export_lines(self, what: str) -> Any:
+        assert what == "feedback"
+        self.exports += 1
+        for t, u, i in sorted(self.feedback):
+            yield orjson.dumps({"FeedbackType": t, "UserId": u, "ItemId": i})
+
+
+def load_plan(g: StoringGorse, users: list[str], rng: random.Random) -> WritePlan:
+    """A full load's plan: LOAD rows of every user, a few ratings each (stale keys: any type)."""
+    plan = WritePlan(upsert_users={u: User(u, {"age": 30}) for u in users}, liked_users=set(users))
+    for u in users:
+        for i in rng.sample(sorted(g.items), 3):
+            t = "like" if rng.random() < 0.6 else "unlike"
+            plan.put_feedback[(u, i)] = Feedback(t, u, i, 5.0 if t == "like" else 2.0)
+            plan.stale_feedback.append(("unlike" if t == "like" else "like", u, i))
+    return plan
+
+
+@pytest.mark.parametrize("gorse_rows", [0, 100_000])
+async def test_a_full_load_reads_many_users_from_one_export_while_gorse_is_small(gorse_rows: int) -> None:
+    """A plan with hundreds of users new to the worker reads them from one export of Gorse's
+    feedback instead of a GET each, when Gorse is small for it; labels and stale deletes stay
+    exact (some users already hold the other type). A big Gorse: a GET per user, as before."""
+    rng = random.Random(3)
+    g = ExportingGorse()
+    for n in range(40):
+        g.items[f"m{n}"] = Item(f"m{n}", {"genres": rng.sample(GENRES, 2)}, comment="M")
+    users = [f"u{n}" for n in range(300)]
+    for u in users[:50]:  # a reload: Gorse already holds some of their feedback
+        g.feedback |= {("unlike", u, f"m{n}") for n in range(40)}
+    for n in range(gorse_rows):  # other users' feedback: the export's size
+        g.feedback.add(("like", f"other{n}", "m0"))
+    g.users.update({u: User(u, {"age": 30}) for u in users})
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=8, remember_likes=True)  # type: ignore[arg-type]
+    sink.liked._export_rows = gorse_rows  # as if the last export had read that many
+    plan = load_plan(g, users, rng)
+    await sink.write(plan)
+    for u in users:
+        liked = {i for t, uu, i in g.feedback if uu == u and t == "like"}
+        labels = sorted({v for i in liked for v in sink.mapper.item_label_values(g.items[i].labels)})
+        assert g.written_users[u].labels == sink.mapper.with_liked(g.users[u], labels).labels, u
+    pairs = [(u, i) for _, u, i in g.feedback]
+    assert len(pairs) == len(set(pairs))
+    if gorse_rows == 0:
+        assert (g.exports, g.like_reads) == (1, 0)
+    else:
+        assert (g.exports, g.like_reads) == (0, len(users))
