@@ -106,7 +106,7 @@ async def main(args: argparse.Namespace) -> None:
             samples.append((now, put, done, rss_mib(consumer.pid), rss_mib(dms.pid)))
             if dms_done is None and put >= rows:
                 dms_done = now
-            if done >= min(next_report, 1.0) * rows:
+            if next_report != float("inf") and done >= min(next_report, 1.0) * rows:
                 print(
                     f"  {now:6.1f} {put:12,.0f} {done:12,.0f} "
                     f"{samples[-1][3]:9.0f} MiB {samples[-1][4]:5.0f} MiB"

@@ -94,10 +94,18 @@ class LikedLabelsWriter:
         clock: Callable[[], float] = time.monotonic,
         likes_cache: int = 10_000,
         remember_likes: bool = False,
+        empty_max: int = 500_000,
     ) -> None:
         self.remember_likes = remember_likes
         # user -> ({type: items of that type the user holds in Gorse}, when read); own types only
         self._held: OrderedDict[str, tuple[dict[str, set[str]], float]] = OrderedDict()
+        # users evicted from that LRU while they held nothing: a few bytes each instead of a
+        # memory (a full load touches every user before their ratings); two generations, so an
+        # entry is trusted for ttl_s / 2 to ttl_s; at most empty_max users
+        self._empty: set[str] = set()
+        self._empty_old: set[str] = set()
+        self._empty_since = clock()
+        self._empty_max = empty_max
         self._likes_max = likes_cache
         self._types = tuple(mapper.spec.feedback_types)
         self.likes_read = 0  # GETs of a user's feedback (the others came from memory)
@@ -118,9 +126,13 @@ class LikedLabelsWriter:
         if user_id is None:
             self._demo.clear()
             self._held.clear()
+            self._empty.clear()
+            self._empty_old.clear()
         else:
             self._demo.pop(user_id, None)
             self._held.pop(user_id, None)
+            self._empty.discard(user_id)
+            self._empty_old.discard(user_id)
 
     def changed(
         self,
@@ -135,6 +147,9 @@ class LikedLabelsWriter:
         for ftype, user, item in put:
             if (hit := self._held.get(user)) is not None and ftype in self._types:
                 hit[0].setdefault(ftype, set()).add(item)
+            elif ftype in self._types:  # not remembered: no longer known to hold nothing
+                self._empty.discard(user)
+                self._empty_old.discard(user)
         for maybe_type, user, item in removed:
             if (hit := self._held.get(user)) is not None:
                 for t in self._types if maybe_type is None else (maybe_type,):
@@ -147,13 +162,26 @@ class LikedLabelsWriter:
 
     def _fresh(self, user_id: str) -> bool:
         hit = self._held.get(user_id)
-        return hit is not None and self._clock() - hit[1] <= self._ttl
+        if hit is not None:
+            return self._clock() - hit[1] <= self._ttl
+        return self._known_empty(user_id)
+
+    def _known_empty(self, user_id: str) -> bool:
+        now = self._clock()
+        if now - self._empty_since > self._ttl / 2:  # a new generation; the oldest is dropped
+            self._empty_old, self._empty, self._empty_since = self._empty, set(), now
+        return user_id in self._empty or user_id in self._empty_old
 
     def _store_held(self, user_id: str, held: dict[str, set[str]]) -> None:
-        self._held[user_id] = (held, self._clock())
+        now = self._clock()
+        self._held[user_id] = (held, now)
         self._held.move_to_end(user_id)
+        self._empty.discard(user_id)
+        self._empty_old.discard(user_id)
         while len(self._held) > self._likes_max:
-            self._held.popitem(last=False)
+            gone, (was, stamp) = self._held.popitem(last=False)
+            if now - stamp <= self._ttl and not any(was.values()) and len(self._empty) < self._empty_max:
+                self._empty.add(gone)
 
     async def read_many(self, user_ids: Iterable[str]) -> None:
         """Remember many own users at once from one read of Gorse's feedback export (the
@@ -199,6 +227,11 @@ class LikedLabelsWriter:
                 self._held.move_to_end(user_id)
                 return hit[0]
             del self._held[user_id]
+        if self._known_empty(user_id):
+            self.likes_remembered += 1
+            nothing: dict[str, set[str]] = {t: set() for t in self._types}
+            self._store_held(user_id, nothing)
+            return nothing
         async with self._sem:  # one type: the typed GET; more: one GET of all, events left out
             typed: str | None = self._types[0] if len(self._types) == 1 else None
             feedback = await self._client.user_feedback(user_id, typed)

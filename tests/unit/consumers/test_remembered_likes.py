@@ -316,3 +316,33 @@ async def test_a_full_load_reads_many_users_from_one_export_while_gorse_is_small
         assert (g.exports, g.like_reads) == (1, 0)
     else:
         assert (g.exports, g.like_reads) == (0, len(users))
+
+
+async def test_users_evicted_while_holding_nothing_are_not_read_again() -> None:
+    """A full load writes every user's row before their ratings: users evicted from the bounded
+    memory while they held nothing are kept as ids, so their ratings read nothing; a user who
+    held something is read again. Stale deletes and labels stay exact."""
+    g = StoringGorse()
+    for n in range(10):
+        g.items[f"m{n}"] = Item(f"m{n}", {"genres": [GENRES[n % 5]]}, comment="M")
+    users = [f"u{n:02}" for n in range(60)]
+    g.users.update({u: User(u, {"age": 30}) for u in users})
+    g.feedback |= {("like", u, "m1") for u in users[:5]}  # a reload: these hold a like already
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=4, remember_likes=True)  # type: ignore[arg-type]
+    sink.liked._likes_max = 10
+    await sink.write(WritePlan(upsert_users={u: User(u, {"age": 30}) for u in users}, liked_users=set(users)))
+    assert g.like_reads == 60
+    for chunk in range(0, 60, 10):
+        plan = WritePlan()
+        for u in users[chunk : chunk + 10]:
+            plan.put_feedback[(u, "m1")] = Feedback("unlike", u, "m1", 2.0)
+            plan.stale_feedback.append(("like", u, "m1"))
+            plan.liked_users.add(u)
+        await sink.write(plan)
+    assert g.feedback == {("unlike", u, "m1") for u in users}  # the old likes deleted
+    assert g.like_reads == 60 + 5, "only the users who held something are read again"
+    mapper = sink.mapper
+    assert all(g.written_users[u].labels == mapper.with_liked(g.users[u], []).labels for u in users)
+    sink.liked.forget()
+    await sink.write(WritePlan(liked_users={"u30"}))
+    assert g.like_reads == 66  # forgetting drops what was known empty too
