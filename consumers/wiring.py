@@ -119,6 +119,7 @@ def gorse_sink(
         concurrency=c.gorse_concurrency,
         cache=cache,
         demographics_ttl_s=c.remembered_ttl_s,
+        remembered_users=c.remembered_users,
         publisher=publisher,
         fan_out_records=publisher is not None and items_by_id(mapper),
         retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired

@@ -241,6 +241,12 @@ class ConsumerSettings(BaseModel):
         "unlikes, demographics) before reading them again; every other writer tells the owner "
         "(reread refresh records), so this is a backstop, not what keeps it exact",
     )
+    remembered_users: int = Field(
+        200_000,
+        ge=1,
+        description="own users whose row (demographics) a worker remembers, ~200 bytes each; below "
+        "the users a full load writes, each user is read back from Gorse when their ratings come",
+    )
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
     item_cache_ttl_s: float = Field(
         60.0,

@@ -88,6 +88,7 @@ class GorseSink:
         fan_out_records: bool = False,
         fan_out_per_plan: int = 1000,
         tell_owners: Callable[[Iterable[str]], Awaitable[None]] | None = None,
+        remembered_users: int = 200_000,
     ) -> None:
         # a writer beside the live consumer that holds no lease (an archive replay or re-drive
         # run --beside-live): after each plan it tells the owners of the users it wrote
@@ -103,6 +104,7 @@ class GorseSink:
         self.refused_events = 0  # events of erased users, never written
         self.publisher = publisher
         self.retell_after_s = retell_after_s
+        self.retell_items_per_tick = 100
         self._clock = clock
         # item -> (when, its new values, the likers told already): only users who liked it since
         # are told again, so a bulk load (every item new to this worker) is not told twice
@@ -113,7 +115,13 @@ class GorseSink:
         self.concurrency = concurrency
         self.cache = cache if cache is not None else ItemLabelCache(client, mapper, concurrency=concurrency)
         self.liked = LikedLabelsWriter(
-            client, mapper, self.cache, concurrency, ttl_s=demographics_ttl_s, remember_likes=remember_likes
+            client,
+            mapper,
+            self.cache,
+            concurrency,
+            ttl_s=demographics_ttl_s,
+            remember_likes=remember_likes,
+            demographics_cache=remembered_users,
         )
         self._batch = client.batch_size
         self._owed: set[str] = set()  # items whose likers' refresh a failed plan still owes
@@ -333,9 +341,13 @@ class GorseSink:
         self.cache.clear()
 
     async def retell_due(self) -> int:
-        """Tell the likers of items edited ``retell_after_s`` ago again; returns how many."""
+        """Tell the likers of items edited ``retell_after_s`` ago again; returns how many. At
+        most ``retell_items_per_tick`` items a call, the longest due first: a full load makes
+        every item due at once, and reading all their likers every second (an item whose
+        likers exceed a tick's budget stays due) was a storm of GETs (93k in a 1M-rating load)."""
         now = self._clock()
-        due = {i: entry for i, entry in self._retell.items() if entry[0] <= now}
+        ready = sorted((entry[0], i) for i, entry in self._retell.items() if entry[0] <= now)
+        due = {i: self._retell[i] for _, i in ready[: self.retell_items_per_tick]}
         if not due or self.publisher is None:
             return 0
         likers = await self._likers({i: v for i, (_, v, _) in due.items()})

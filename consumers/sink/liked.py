@@ -68,7 +68,9 @@ class KeyedLocks:
 
 class LikedLabelsWriter:
     """``demographics_cache``: users whose shard this worker holds are written only by it, so
-    their demographic labels are remembered (bounded LRU) instead of read back from Gorse.
+    their demographic labels are remembered (bounded LRU, ~200 bytes a user: a full load's
+    ratings follow every user's row, and a smaller LRU than the catalogue evicts each user
+    before their ratings come: a GET per user) instead of read back from Gorse.
     ``forget`` must be called whenever the set of held shards changes. Entries expire after
     ``ttl_s``, so a repair written by another writer (the reconcile, a re-drive, a replay) is
     read back within that time instead of being overwritten with remembered demographics.
@@ -89,7 +91,7 @@ class LikedLabelsWriter:
         mapper: Mapper,
         cache: ItemLabelCache,
         concurrency: int = 8,
-        demographics_cache: int = 50_000,
+        demographics_cache: int = 200_000,
         ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         likes_cache: int = 10_000,
@@ -117,7 +119,8 @@ class LikedLabelsWriter:
         self._cache = cache
         self._sem = asyncio.Semaphore(concurrency)
         self.locks = KeyedLocks()
-        self._demo: OrderedDict[str, tuple[User, float]] = OrderedDict()
+        # user -> (the row as JSON bytes: ~4x smaller than a User, a full load keeps them all)
+        self._demo: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._demo_max = demographics_cache
         self._ttl = ttl_s
         self._clock = clock
@@ -253,7 +256,7 @@ class LikedLabelsWriter:
         return {f.item_id for f in feedback}
 
     def _remember(self, user: User) -> None:
-        self._demo[user.user_id] = (user, self._clock())
+        self._demo[user.user_id] = (orjson.dumps(user.to_json()), self._clock())
         self._demo.move_to_end(user.user_id)
         while len(self._demo) > self._demo_max:
             self._demo.popitem(last=False)
@@ -271,7 +274,7 @@ class LikedLabelsWriter:
         if self._clock() - hit[1] > self._ttl:
             del self._demo[user_id]
             return None
-        return hit[0]
+        return User.from_json(orjson.loads(hit[0]))
 
     async def _user(self, user_id: str, demographics: Mapping[str, User], own: bool) -> User | None:
         user = demographics.get(user_id) or (self._remembered(user_id) if own else None)

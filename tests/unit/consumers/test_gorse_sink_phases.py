@@ -308,3 +308,36 @@ def test_stale_keys_are_read_first_only_for_users_with_many_and_no_future_timest
     blind, checked = split(stale, {("f", "a"): future}, now)
     assert checked == {"many": [("like", "many", x) for x in "abc"]}
     assert sorted(blind) == sorted([("like", "few", "a")] + [("like", "f", x) for x in "abc"])
+
+
+async def test_a_full_loads_retells_read_a_bounded_number_of_items_a_tick() -> None:
+    """A full load edits every item at once; their retells are read at most
+    ``retell_items_per_tick`` items a tick (each tick used to read every due item's likers),
+    and every item is told in the end."""
+    from tests.unit.consumers.fakes import ManualClock
+
+    gorse = RecordingGorse()
+    reads: list[str] = []
+    inner = gorse.item_feedback
+
+    async def item_feedback(item_id: str, ftype: str | None = None) -> list[Feedback]:
+        reads.append(item_id)
+        return await inner(item_id, ftype)
+
+    gorse.item_feedback = item_feedback  # type: ignore[method-assign]
+    publisher, clock = RecordingPublisher(), ManualClock()
+    sink = GorseSink(gorse, build_mapper(Settings()), publisher=publisher, retell_after_s=61, clock=clock)  # type: ignore[arg-type]
+    items = {f"m{n:03}": Item(f"m{n:03}", {"genres": ["Drama"]}, comment="T") for n in range(250)}
+    await sink.write(WritePlan(upsert_items=items))
+    for i in items:
+        gorse.likers[i] = ["late"]  # liked after the edit, on a worker with an older copy
+    clock.advance(62)
+    reads.clear()
+    told = 0
+    for _ in range(3):
+        told += await sink.retell_due()
+        assert len(reads) <= 100
+        reads.clear()
+    assert await sink.retell_due() == 0 and not reads
+    told_items = {i for p in publisher.published for liked in p.values() for i in liked}
+    assert set(items) <= told_items and told == 3
