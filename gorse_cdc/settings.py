@@ -244,7 +244,7 @@ class ConsumerSettings(BaseModel):
     remembered_users: int = Field(
         200_000,
         ge=1,
-        description="own users whose row (demographics) a worker remembers, ~200 bytes each; below "
+        description="own users whose row (demographics) a worker remembers, ~300 bytes each; below "
         "the users a full load writes, each user is read back from Gorse when their ratings come",
     )
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
