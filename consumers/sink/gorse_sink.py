@@ -246,6 +246,8 @@ class GorseSink:
         # 5. users: demographics + recomputed liked labels; users refreshed because of an item
         # (their own shard may be elsewhere) are only patched, never created
         self._note_likes(plan)
+        if remembered:  # the items their labels need, many cold (a full load): one export
+            await self.cache.read_many(self.liked.liked_known(plan.liked_users))
         await run_all(  # the plan's own users beside its items' likers (disjoint: see _refresh_likers)
             [
                 lambda: self._write_users(sorted(plan.liked_users), plan),

@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+import orjson
+
+from gorse_cdc.errors import GorseRequestError
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper
 
 Values = tuple[str, ...] | None  # None: the item does not exist in Gorse
+log = logging.getLogger(__name__)
+BULK_READ_AT = 200  # misses in one plan worth one read of the items export instead of a GET each
+ROWS_PER_ITEM = 25  # ... while the last export held at most this many rows per miss
 
 
 class ItemLabelCache:
@@ -43,6 +50,10 @@ class ItemLabelCache:
         self._entries: OrderedDict[str, tuple[Values, float]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Values]] = {}  # item -> the fetch new misses join
         self._sem = asyncio.Semaphore(concurrency)
+        self._export_rows: float | None = None  # rows in the last items export (None: not tried)
+        self._reading: list[set[str]] = []  # per bulk read in progress: items invalidated meanwhile
+        self.bulk_reads = 0
+        self._epoch = 0  # bumped by clear()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -70,6 +81,8 @@ class ItemLabelCache:
 
     def invalidate(self, item_id: str) -> None:
         self._entries.pop(item_id, None)
+        for dirty in self._reading:
+            dirty.add(item_id)
         self._inflight.pop(item_id, None)  # later misses start a new fetch; this one stores nothing
 
     def clear(self) -> None:
@@ -77,6 +90,44 @@ class ItemLabelCache:
         refresh records their previous owner consumed). Fetches in flight store nothing."""
         self._entries.clear()
         self._inflight.clear()
+        self._epoch += 1  # bulk reads in progress store nothing
+
+    async def read_many(self, item_ids: Iterable[str]) -> None:
+        """Cache many items at once from one read of Gorse's items export (the master's JSONL,
+        streamed) instead of a GET each: when at least ``BULK_READ_AT`` of them are missing and
+        the last export held at most ``ROWS_PER_ITEM`` rows per missing item (a full load into a
+        catalogue of thousands: every item expires from the cache each TTL). Every item read is
+        cached (up to the bound), a missing one not in the export as absent, as a GET would; an
+        item invalidated while the read runs is not stored. A failure leaves the GETs to
+        ``values`` and is not tried again."""
+        missing = {i for i in item_ids if not self._get(i)[0]}
+        if len(missing) < BULK_READ_AT:
+            return
+        if self._export_rows is not None and self._export_rows > ROWS_PER_ITEM * len(missing):
+            return
+        dirty: set[str] = set()
+        self._reading.append(dirty)
+        epoch = self._epoch
+        read: dict[str, Values] = {}
+        try:
+            async for line in self._client.export_lines("items"):
+                row = orjson.loads(line)
+                read[row["ItemId"]] = tuple(self._mapper.item_label_values(row.get("Labels")))
+        except GorseRequestError as e:
+            self._export_rows = float("inf")
+            log.warning("reading items from Gorse's export failed; a GET per item from now: %s", e)
+            return
+        finally:
+            self._reading.remove(dirty)
+        self._export_rows = len(read)
+        self.bulk_reads += 1
+        if epoch != self._epoch:
+            return
+        for item_id in missing - read.keys():
+            read[item_id] = None
+        for item_id, values in list(read.items())[-self._max :]:
+            if item_id not in dirty and item_id not in self._inflight:
+                self._store(item_id, values)
 
     def _fetch(self, item_id: str) -> asyncio.Future[Values]:
         flight = self._inflight.get(item_id)

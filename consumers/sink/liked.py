@@ -221,6 +221,15 @@ class LikedLabelsWriter:
         for user_id, h in held.items():
             self._store_held(user_id, h)
 
+    def liked_known(self, user_ids: Iterable[str]) -> set[str]:
+        """The items the remembered ones of ``user_ids`` like (no I/O): what their labels need."""
+        like = self._mapper.liked_feedback_type or ""
+        out: set[str] = set()
+        for u in user_ids:
+            if (hit := self._held.get(u)) is not None:
+                out |= hit[0].get(like, set())
+        return out
+
     async def held(self, user_id: str) -> dict[str, set[str]]:
         """What the own user ``user_id`` holds in Gorse, type -> items, of the mapping's own
         types: remembered, else read (one GET) and remembered. Only with ``remember_likes``."""

@@ -1,9 +1,13 @@
 """The item-label cache: concurrent misses share one GET; an invalidation during a GET keeps
-its (possibly old) answer out of the cache. A fake client (logic only)."""
+its (possibly old) answer out of the cache; many cold items come from one export, an edit
+during it winning. A fake client (logic only)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import orjson
 
 from consumers.sink.item_cache import ItemLabelCache
 from consumers.wiring import build_mapper
@@ -61,3 +65,54 @@ async def test_a_cancelled_reader_does_not_cancel_the_shared_get() -> None:
     gorse.gate.set()
     assert await second == {"m1": ("Drama",)}
     assert gorse.gets == 1
+
+
+class ExportingGorse:
+    """GET /api/item and the items export over one catalogue; an edit can land mid-export."""
+
+    def __init__(self, n: int) -> None:
+        self.items = {f"m{k:04}": ["Drama" if k % 2 else "Comedy"] for k in range(n)}
+        self.gets = 0
+        self.exports = 0
+        self.mid_export: Any = None  # called once, halfway through the export
+
+    async def get_item(self, item_id: str) -> Item | None:
+        self.gets += 1
+        genres = self.items.get(item_id)
+        return None if genres is None else Item(item_id, {"genres": genres})
+
+    async def export_lines(self, what: str) -> Any:
+        assert what == "items"
+        self.exports += 1
+        rows = sorted(self.items.items())
+        for k, (item_id, genres) in enumerate(rows):
+            if k == len(rows) // 2 and self.mid_export is not None:
+                self.mid_export()
+            yield orjson.dumps({"ItemId": item_id, "Labels": {"genres": genres}})
+
+
+async def test_many_cold_items_are_read_from_one_export_and_an_edit_meanwhile_wins() -> None:
+    g = ExportingGorse(400)
+    cache = ItemLabelCache(g, build_mapper(Settings()))  # type: ignore[arg-type]
+    edited = "m0390"  # after the export's midpoint: its old row is still to come
+
+    def edit() -> None:  # this worker writes the item while the export streams
+        g.items[edited] = ["Horror"]
+        cache.put(edited, ("Horror",))
+
+    g.mid_export = edit
+    wanted = [*g.items, "gone"]  # one that Gorse does not hold
+    await cache.read_many(wanted)
+    values = await cache.values(wanted)
+    assert (g.exports, g.gets) == (1, 0)
+    assert values[edited] == ("Horror",) and values["gone"] is None
+    assert values["m0001"] == ("Drama",) and values["m0002"] == ("Comedy",)
+
+
+async def test_a_large_catalogue_keeps_one_get_per_item() -> None:
+    g = ExportingGorse(300)
+    cache = ItemLabelCache(g, build_mapper(Settings()))  # type: ignore[arg-type]
+    cache._export_rows = 1_000_000  # the last export: far more rows than the misses
+    await cache.read_many(list(g.items))
+    await cache.values(list(g.items))
+    assert (g.exports, g.gets) == (0, 300)
