@@ -8,6 +8,8 @@ microseconds and ``Z``; json/jsonb as a JSON *string*; numeric as a string (no f
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -83,6 +85,26 @@ def from_wal2json(pg_type: str, value: Any) -> Any:
     return value
 
 
+def _int(value: Any) -> Any:
+    return value if type(value) is int else int(value)
+
+
+@functools.cache
+def wal2json_converter(pg_type: str) -> Callable[[Any], Any] | None:
+    """from_wal2json for one column type, decided once per type; None: the value is kept as
+    wal2json sends it (text and the other types from_wal2json passes through). Call it on
+    non-null values only."""
+    t = base_type(pg_type)
+    if t in INT_TYPES:
+        return _int  # wal2json sends JSON numbers: int() of an int is the int itself
+    if t in _CONVERTED:
+        return functools.partial(from_wal2json, pg_type)
+    return None
+
+
+_CONVERTED = FLOAT_TYPES | TIMESTAMP_TYPES | TIMESTAMPTZ_TYPES | {"numeric", "boolean", "date"}
+
+
 def normalize(value: Any) -> Any:
     """A psycopg value -> the same Python value from_wal2json gives (UTC-aware timestamps)."""
     if isinstance(value, datetime):
@@ -105,6 +127,14 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
     return str(value)
+
+
+_JSON_AS_IS = frozenset({int, str, float, bool, type(None)})
+
+
+def json_value(value: Any) -> Any:
+    """to_json_value, with the common types (what JSON holds as they are) tested first."""
+    return value if type(value) in _JSON_AS_IS else to_json_value(value)
 
 
 def to_csv_value(value: Any) -> Any:

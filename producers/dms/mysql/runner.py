@@ -27,6 +27,7 @@ from producers.dms.mysql.binlog import BinlogReader, Commit, Ddl, Heartbeat, Row
 from producers.dms.mysql.catalog import read_definitions
 from producers.dms.mysql.records import BinlogRecordBuilder, Transaction
 from producers.dms.mysql.snapshot import full_load, master_status
+from producers.dms.records import OPS, encode
 from producers.dms.runner import DmsSummary, Mode, record_builder
 from producers.dms.s3_sink import S3Sink
 from producers.dms.slot import check_slot_name
@@ -149,12 +150,12 @@ class LocalMysqlDms:
                 assert d is not None
                 for before, after in rows.images:
                     em = self.builder.change(d, rows.action, before, after)
-                    self.kinesis.add(encode_record(em.record, self.fmt), em.partition_key)
+                    self.kinesis.add(encode(em.document, self.fmt), em.partition_key)
                     assert em.commit_time is not None
                     self.s3.add_cdc(d, rows.action, em.values, em.commit_time)
                     self.summary.changes += 1
                     self.progress.changes += 1
-                    metrics.CHANGES.labels(rows.table, em.record.operation).inc()
+                    metrics.CHANGES.labels(rows.table, OPS[rows.action]).inc()
             self.builder.commit()
             self.pending = []
             self.summary.transactions += 1
