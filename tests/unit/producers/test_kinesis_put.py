@@ -5,6 +5,7 @@ botocore errors (so the one retry classification applies)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.server
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from gorse_cdc.retry import ErrorClass, classify
 from producers.dms.kinesis_batch import Entry
-from producers.dms.kinesis_put import LeanPutRecords, error_response
+from producers.dms.kinesis_put import LeanPutRecords, error_response, hash_key
 
 pytestmark = pytest.mark.unit
 
@@ -74,6 +75,9 @@ def test_the_request_is_what_botocore_sends_and_the_answer_is_returned(emulator:
     assert [(base64.b64decode(r["Data"]), r["PartitionKey"]) for r in sent["Records"]] == [
         (e.data, e.partition_key) for e in entries
     ]
+    # the hash key Kinesis derives from the partition key itself: the same shard as without one
+    for r in sent["Records"]:
+        assert int(r["ExplicitHashKey"]) == int(hashlib.md5(r["PartitionKey"].encode()).hexdigest(), 16)
     put.close()
 
 
@@ -116,3 +120,9 @@ def test_error_response_keeps_the_message() -> None:
     got = error_response(400, {"__type": "ValidationException", "message": "too long"}, b"")
     assert got["Error"] == {"Code": "ValidationException", "Message": "too long"}
     assert error_response(502, None, b"bad gateway")["Error"] == {"Code": "502", "Message": "bad gateway"}
+
+
+def test_the_hash_key_is_kinesis_md5_of_the_partition_key() -> None:
+    assert hash_key("1") == str(int("c4ca4238a0b923820dcc509a6f75849b", 16))
+    assert hash_key("Café") == str(int(hashlib.md5("Café".encode()).hexdigest(), 16))
+    assert 0 <= int(hash_key("x" * 256)) < 2**128
