@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import psycopg
 
@@ -27,7 +27,7 @@ from producers.dms import metrics
 from producers.dms.catalog import read_definitions
 from producers.dms.full_load import LoadTargets, full_load
 from producers.dms.kinesis_sink import KinesisSink
-from producers.dms.records import OPS, RecordBuilder, definition_from_change, encode, matches
+from producers.dms.records import RecordBuilder, definition_from_change, encode, matches
 from producers.dms.s3_sink import S3Sink
 from producers.dms.slot import ReplicationStream, check_slot_name, check_source, source_errors
 from producers.dms.wal2json import (
@@ -94,7 +94,7 @@ class LocalDms:
         self.summary = DmsSummary(mode)
         self.last_commit_end = 0  # end LSN of the last transaction handed to both sinks
         self.kinesis_done = self.s3_done = self.acked = 0
-        self._change_counters: dict[tuple[str, str], Any] = {}  # metrics.CHANGES by (table, I/U/D)
+        self.tally = metrics.ChangeTally()  # metrics.CHANGES, added to once per flush
 
     # ---- setup ---------------------------------------------------------------------------
     def _prepare(self, q: psycopg.Connection[tuple[object, ...]], stream: ReplicationStream) -> None:
@@ -145,11 +145,7 @@ class LocalDms:
             self.s3.add_cdc(d, ev.action, em.values, em.commit_time)
             self.summary.changes += 1
             self.progress.changes += 1
-            counter = self._change_counters.get((ev.table, ev.action))
-            if counter is None:
-                counter = metrics.CHANGES.labels(ev.table, OPS[ev.action])
-                self._change_counters[(ev.table, ev.action)] = counter
-            counter.inc()
+            self.tally.count(ev.table, ev.action)
         elif isinstance(ev, Begin):
             self.builder.begin(ev)
         elif isinstance(ev, Commit):
@@ -183,6 +179,7 @@ class LocalDms:
 
     # ---- flushing and acknowledging ------------------------------------------------------------
     def _flush(self, s3_too: bool) -> None:
+        self.tally.publish()
         # Kinesis and S3 each send from a thread of their own while decoding goes on; the slot
         # is acknowledged up to what both finished (see _ack)
         if s3_too:
