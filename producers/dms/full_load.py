@@ -19,7 +19,7 @@ from gorse_cdc.dms.tables import TableDefinition
 from gorse_cdc.errors import FatalError
 from producers.dms.catalog import load_order, read_definitions
 from producers.dms.kinesis_sink import KinesisSink
-from producers.dms.records import RecordBuilder
+from producers.dms.records import RecordBuilder, encode
 from producers.dms.s3_sink import LOAD_FILE_ROWS, S3Sink
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def load_rows(
     total = 0
     for row in rows:
         em = load(d, row)
-        t.kinesis.add(encode_record(em.record, fmt), em.partition_key)
+        t.kinesis.add(encode(em.document, fmt), em.partition_key)
         if t.kinesis.full:
             t.kinesis.flush_in_background(0)  # read on while it sends
         pending.append(em.values)

@@ -20,6 +20,25 @@ LAG_BYTES = Gauge("gorse_cdc_dms_lag_bytes", "server WAL end minus acknowledged 
 IGNORED = Counter("gorse_cdc_dms_ignored_total", "messages not replicated (truncate, ...)", ["kind"])
 
 
+class ChangeTally:
+    """CHANGES counted in a plain dict on the hot path, added to the counter by publish()
+    (a prometheus_client inc takes a lock: ~0.3 us a change)."""
+
+    OPERATIONS = {"I": "insert", "U": "update", "D": "delete"}
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def count(self, table: str, action: str) -> None:
+        key = (table, action)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def publish(self) -> None:
+        counts, self.counts = self.counts, {}
+        for (table, action), n in counts.items():
+            CHANGES.labels(table, self.OPERATIONS[action]).inc(n)
+
+
 class Progress:
     """Logs one line every `every_s` seconds: changes, rate, acked LSN, lag."""
 

@@ -27,7 +27,7 @@ from producers.dms import metrics
 from producers.dms.catalog import read_definitions
 from producers.dms.full_load import LoadTargets, full_load
 from producers.dms.kinesis_sink import KinesisSink
-from producers.dms.records import RecordBuilder, definition_from_change, matches
+from producers.dms.records import RecordBuilder, definition_from_change, encode, matches
 from producers.dms.s3_sink import S3Sink
 from producers.dms.slot import ReplicationStream, check_slot_name, check_source, source_errors
 from producers.dms.wal2json import (
@@ -35,6 +35,7 @@ from producers.dms.wal2json import (
     Commit,
     RowChange,
     Truncate,
+    Wal2JsonError,
     format_lsn,
     parse_lsn,
     parse_message,
@@ -93,6 +94,7 @@ class LocalDms:
         self.summary = DmsSummary(mode)
         self.last_commit_end = 0  # end LSN of the last transaction handed to both sinks
         self.kinesis_done = self.s3_done = self.acked = 0
+        self.tally = metrics.ChangeTally()  # metrics.CHANGES, added to once per flush
 
     # ---- setup ---------------------------------------------------------------------------
     def _prepare(self, q: psycopg.Connection[tuple[object, ...]], stream: ReplicationStream) -> None:
@@ -130,15 +132,20 @@ class LocalDms:
     # ---- one message -----------------------------------------------------------------------
     def _handle(self, payload: bytes) -> None:
         ev = parse_message(payload)
-        if isinstance(ev, RowChange):
-            d = self._definition_for(ev)
-            em = self.builder.change(d, ev)
-            self.kinesis.add(encode_record(em.record, self.fmt), em.partition_key)
+        if type(ev) is RowChange:
+            d = self.defs.get(ev.table)
+            if d is None or not matches(d, ev):
+                d = self._definition_for(ev)
+            try:
+                em = self.builder.change(d, ev)
+            except (KeyError, TypeError, ValueError) as e:  # a column object wal2json never sends
+                raise Wal2JsonError(f"bad wal2json change ({e!r}): {payload[:200]!r}") from None
+            self.kinesis.add(encode(em.document, self.fmt), em.partition_key)
             assert em.commit_time is not None
             self.s3.add_cdc(d, ev.action, em.values, em.commit_time)
             self.summary.changes += 1
             self.progress.changes += 1
-            metrics.CHANGES.labels(ev.table, em.record.operation).inc()
+            self.tally.count(ev.table, ev.action)
         elif isinstance(ev, Begin):
             self.builder.begin(ev)
         elif isinstance(ev, Commit):
@@ -172,6 +179,7 @@ class LocalDms:
 
     # ---- flushing and acknowledging ------------------------------------------------------------
     def _flush(self, s3_too: bool) -> None:
+        self.tally.publish()
         # Kinesis and S3 each send from a thread of their own while decoding goes on; the slot
         # is acknowledged up to what both finished (see _ack)
         if s3_too:

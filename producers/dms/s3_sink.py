@@ -53,6 +53,15 @@ class _TableBuffer:
     definition: TableDefinition
     rows: list[list[Any]] = field(default_factory=list)
     last_key: str = ""
+    # CdcMinFileSize: the rows' sizes are measured for the first SIZE_EXACT_ROWS rows of each
+    # file, then every SIZE_SAMPLE_EVERY-th row; the others count as the measured mean
+    measured_rows: int = 0
+    measured_bytes: int = 0
+
+
+SIZE_EXACT_ROWS = 64
+SIZE_SAMPLE_EVERY = 16
+_CSV_AS_IS = frozenset({int, str, float, bool, type(None)})
 
 
 class S3Sink:
@@ -150,15 +159,24 @@ class S3Sink:
     def add_cdc(self, definition: TableDefinition, op: str, values: Sequence[Any], when: datetime) -> None:
         k = (definition.schema, definition.table)
         buf = self.buffers.get(k)
-        if buf is None or buf.definition != definition:
+        if buf is None or (buf.definition is not definition and buf.definition != definition):
             if buf is not None and buf.rows:
                 self.flush()  # one file = one shape: flush before the definition changes
             last = buf.last_key if buf else ""
             buf = self.buffers[k] = _TableBuffer(definition, last_key=last)
-        row = self._lead(op, when) + [to_csv_value(v) for v in values]
-        buf.rows.append(row)
+        row = self._lead(op, when)
+        row += [v if type(v) in _CSV_AS_IS else to_csv_value(v) for v in values]
+        rows = buf.rows
+        rows.append(row)
         self.buffered_rows += 1
-        self.buffered_bytes += 8 + sum(len(str(v)) for v in row)
+        n = len(rows)
+        if n <= SIZE_EXACT_ROWS or n % SIZE_SAMPLE_EVERY == 0:
+            size = 8 + sum(len(str(v)) for v in row)
+            buf.measured_rows += 1
+            buf.measured_bytes += size
+            self.buffered_bytes += size
+        else:
+            self.buffered_bytes += buf.measured_bytes // buf.measured_rows
         if self.first_buffered_at is None:
             self.first_buffered_at = time.monotonic()
 

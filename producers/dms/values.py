@@ -8,6 +8,8 @@ microseconds and ``Z``; json/jsonb as a JSON *string*; numeric as a string (no f
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -83,6 +85,41 @@ def from_wal2json(pg_type: str, value: Any) -> Any:
     return value
 
 
+def _int(value: Any) -> Any:
+    return value if type(value) is int else int(value)
+
+
+def _numeric(value: Any) -> Any:
+    return Decimal(str(value))
+
+
+def _boolean(value: Any) -> Any:
+    return value if isinstance(value, bool) else str(value) in ("t", "true")
+
+
+def _date(value: Any) -> Any:
+    return date.fromisoformat(str(value))
+
+
+def _timestamp(value: Any) -> Any:
+    return parse_timestamp(str(value))
+
+
+@functools.cache
+def wal2json_converter(pg_type: str) -> Callable[[Any], Any] | None:
+    """from_wal2json for one column type, decided once per type; None: the value is kept as
+    wal2json sends it (text and the other types from_wal2json passes through). Call it on
+    non-null values only."""
+    t = base_type(pg_type)
+    if t in INT_TYPES:
+        return _int  # wal2json sends JSON numbers: int() of an int is the int itself
+    if t in FLOAT_TYPES:
+        return float
+    if t in TIMESTAMP_TYPES or t in TIMESTAMPTZ_TYPES:
+        return _timestamp
+    return {"numeric": _numeric, "boolean": _boolean, "date": _date}.get(t)
+
+
 def normalize(value: Any) -> Any:
     """A psycopg value -> the same Python value from_wal2json gives (UTC-aware timestamps)."""
     if isinstance(value, datetime):
@@ -107,6 +144,14 @@ def to_json_value(value: Any) -> Any:
     return str(value)
 
 
+_JSON_AS_IS = frozenset({int, str, float, bool, type(None)})
+
+
+def json_value(value: Any) -> Any:
+    """to_json_value, with the common types (what JSON holds as they are) tested first."""
+    return value if type(value) in _JSON_AS_IS else to_json_value(value)
+
+
 def to_csv_value(value: Any) -> Any:
     """Python value -> what s3files.format_value should print (naive UTC timestamps)."""
     if isinstance(value, datetime) and value.tzinfo is not None:
@@ -117,12 +162,16 @@ def to_csv_value(value: Any) -> Any:
 
 
 def dms_timestamp(dt: datetime) -> str:
-    """Metadata timestamps: 2024-07-29T00:58:17.983670Z."""
-    return _iso_z(dt.astimezone(UTC))
+    """Metadata timestamps: 2024-07-29T00:58:17.983670Z (a naive value is local time)."""
+    return _iso_z(dt if dt.tzinfo is not None else dt.astimezone(UTC))
 
 
 def _iso_z(value: datetime) -> str:
     """2024-07-29T00:58:17.983670Z (UTC; a naive value is taken as UTC). isoformat, not
     strftime: a full load formats three timestamps per row and strftime took 2.2 s per 100k."""
-    v = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-    return v.isoformat(timespec="microseconds") + "Z"
+    tz = value.tzinfo
+    if tz is UTC:
+        value = value.replace(tzinfo=None)
+    elif tz is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"

@@ -11,8 +11,9 @@ durably out: PostgreSQL skips, on restart, every transaction whose commit lies b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -56,23 +57,29 @@ class Commit:
     end_lsn: int
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    type: str
-    value: Any
+class RowChange(NamedTuple):
+    """An insert, update or delete. ``columns`` (the new row; empty for D), ``identity`` (the old
+    key; U, D) and ``key_columns`` (the primary key) are wal2json's own JSON objects
+    (``{"name", "type", "value"}``), kept as parsed rather than copied: the hot path of the
+    local DMS reads each once (records.RecordBuilder.change)."""
 
-
-@dataclass(frozen=True, slots=True)
-class RowChange:
     action: str  # I, U, D
     xid: int
     lsn: int
     schema: str
     table: str
-    columns: tuple[Column, ...]  # the new row (I, U); empty for D
-    identity: tuple[Column, ...]  # the old key (U, D)
-    pk: tuple[str, ...]
+    columns: Sequence[dict[str, Any]]
+    identity: Sequence[dict[str, Any]]
+    key_columns: Sequence[dict[str, Any]]
+
+    @property
+    def pk(self) -> tuple[str, ...]:
+        return tuple(p["name"] for p in self.key_columns)
+
+    @property
+    def shape(self) -> tuple[tuple[str, str], ...]:
+        """The new row's (name, type) pairs: a TableDefinition's columns when nothing changed."""
+        return tuple((c["name"], c["type"]) for c in self.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,36 +97,37 @@ class Other:
 Event = Begin | Commit | RowChange | Truncate | Other
 
 
-def _columns(raw: Any) -> tuple[Column, ...]:
-    if raw is None:
-        return ()
-    return tuple(Column(c["name"], c["type"], c.get("value")) for c in raw)
-
-
 def parse_message(payload: bytes | str) -> Event:
+    """One wal2json message (orjson straight from the replication payload's bytes)."""
     try:
         m = orjson.loads(payload)
         action = m["action"]
-        if action == "B":
-            return Begin(int(m["xid"]), parse_lsn(m["lsn"]), parse_lsn(m["nextlsn"]), m["timestamp"])
-        if action == "C":
-            return Commit(int(m["xid"]), parse_lsn(m["lsn"]), parse_lsn(m["nextlsn"]))
-        if action in ("I", "U", "D"):
+        if action in _ROW_ACTIONS:  # the common case first
+            columns, identity = m.get("columns") or (), m.get("identity") or ()
+            if not isinstance(columns, list | tuple) or not isinstance(identity, list | tuple):
+                raise TypeError("columns and identity must be lists")
             return RowChange(
                 action,
                 int(m.get("xid") or 0),
                 parse_lsn(m["lsn"]) if "lsn" in m else 0,
                 m["schema"],
                 m["table"],
-                _columns(m.get("columns")),
-                _columns(m.get("identity")),
-                tuple(p["name"] for p in m.get("pk") or ()),
+                columns,
+                identity,
+                m.get("pk") or (),
             )
+        if action == "B":
+            return Begin(int(m["xid"]), parse_lsn(m["lsn"]), parse_lsn(m["nextlsn"]), m["timestamp"])
+        if action == "C":
+            return Commit(int(m["xid"]), parse_lsn(m["lsn"]), parse_lsn(m["nextlsn"]))
         if action == "T":
             return Truncate(int(m.get("xid") or 0), m["schema"], m["table"])
         return Other(str(action))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise Wal2JsonError(f"bad wal2json message ({e!r}): {payload[:200]!r}") from None
+
+
+_ROW_ACTIONS = frozenset({"I", "U", "D"})
 
 
 PLUGIN_OPTIONS = {

@@ -22,8 +22,8 @@ from typing import Any
 from gorse_cdc.dms.mysql_types import dms_type, to_dms_value
 from gorse_cdc.dms.record import DmsRecord
 from gorse_cdc.dms.tables import TableDefinition
-from producers.dms.records import OPS, Emitted, RecordBuilder, transaction_details
-from producers.dms.values import dms_timestamp, to_json_value
+from producers.dms.records import OPS, Emitted, RecordBuilder, data_document, transaction_details
+from producers.dms.values import json_value
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ class BinlogRecordBuilder:
             operation,
             definition.schema,
             definition.table,
-            timestamp=dms_timestamp(self.base.clock()),
+            timestamp=self.base.timestamp(),
             partition_key_type="task-id",
             table_def=table_def(definition),
         )
@@ -99,24 +99,21 @@ class BinlogRecordBuilder:
         values = new if action != "D" else old
         assert values is not None
         names = definition.column_names
-        data = {n: to_json_value(v) for n, v in zip(names, values, strict=True)}
+        data = {n: json_value(v) for n, v in zip(names, values, strict=True)}
         before_image: dict[str, Any] | None = None
         if action == "U" and self.base.before_image and old is not None:
-            before_image = {n: to_json_value(v) for n, v in zip(names, old, strict=True)}
+            before_image = {n: json_value(v) for n, v in zip(names, old, strict=True)}
         key, key_type = self.base.partition(definition, data)
-        details: dict[str, Any] = {"transaction_id": txn.xid}
+        metadata: dict[str, Any] = {
+            "timestamp": self.base.timestamp(),
+            "record-type": "data",
+            "operation": OPS[action],
+            "partition-key-type": key_type,
+            "schema-name": definition.schema,
+            "table-name": definition.table,
+            "transaction-id": txn.xid,
+        }
         if self.base.transaction_details:
             position = f"{txn.position}.{self._record_id}"
-            details.update(transaction_details(self._record_id, self._prev, txn.commit_time, position))
-        rec = DmsRecord(
-            "data",
-            OPS[action],
-            definition.schema,
-            definition.table,
-            data,
-            before_image,
-            timestamp=dms_timestamp(self.base.clock()),
-            partition_key_type=key_type,
-            **details,
-        )
-        return Emitted(rec, key, action, values, txn.commit_time)
+            metadata.update(transaction_details(self._record_id, self._prev, txn.commit_time, position))
+        return Emitted(data_document(data, before_image, metadata), key, action, values, txn.commit_time)

@@ -27,6 +27,7 @@ from producers.dms.mysql.binlog import BinlogReader, Commit, Ddl, Heartbeat, Row
 from producers.dms.mysql.catalog import read_definitions
 from producers.dms.mysql.records import BinlogRecordBuilder, Transaction
 from producers.dms.mysql.snapshot import full_load, master_status
+from producers.dms.records import encode
 from producers.dms.runner import DmsSummary, Mode, record_builder
 from producers.dms.s3_sink import S3Sink
 from producers.dms.slot import check_slot_name
@@ -63,6 +64,7 @@ class LocalMysqlDms:
         self.reader = BinlogReader(self.dsn, self.task)
         self.defs: dict[str, TableDefinition] = {}
         self.progress = metrics.Progress(progress_s)
+        self.tally = metrics.ChangeTally()  # metrics.CHANGES, added to once per flush
         self.summary = DmsSummary(mode)
         self.state: dict[str, object] = {}
         # transactions handed to the sinks are numbered; the sinks report the number they covered
@@ -149,12 +151,12 @@ class LocalMysqlDms:
                 assert d is not None
                 for before, after in rows.images:
                     em = self.builder.change(d, rows.action, before, after)
-                    self.kinesis.add(encode_record(em.record, self.fmt), em.partition_key)
+                    self.kinesis.add(encode(em.document, self.fmt), em.partition_key)
                     assert em.commit_time is not None
                     self.s3.add_cdc(d, rows.action, em.values, em.commit_time)
                     self.summary.changes += 1
                     self.progress.changes += 1
-                    metrics.CHANGES.labels(rows.table, em.record.operation).inc()
+                    self.tally.count(rows.table, rows.action)
             self.builder.commit()
             self.pending = []
             self.summary.transactions += 1
@@ -171,6 +173,7 @@ class LocalMysqlDms:
 
     # ---- flushing and saving the position ----------------------------------------------------
     def _flush(self, all_: bool) -> None:
+        self.tally.publish()
         if all_:
             self.kinesis.flush()
         elif len(self.kinesis) and (self.kinesis.full or not self.kinesis.busy):

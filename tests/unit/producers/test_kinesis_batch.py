@@ -134,3 +134,17 @@ def test_a_sink_with_lanes_sends_every_key_in_order_and_retries_per_lane(setting
         last: dict[str, int] = {d: i for i, d in enumerate(seen)}
         ordered = sorted(last, key=last.__getitem__)
         assert ordered == [d for d, k in sent if k == key]
+
+
+def test_the_change_tally_adds_to_the_counter_once_published() -> None:
+    from producers.dms import metrics
+
+    child = metrics.CHANGES.labels("tally_test", "delete")
+    before = child._value.get()
+    tally = metrics.ChangeTally()
+    for _ in range(3):
+        tally.count("tally_test", "D")
+    assert child._value.get() == before
+    tally.publish()
+    tally.publish()
+    assert child._value.get() == before + 3

@@ -87,7 +87,7 @@ def test_parse_begin_commit_change() -> None:
     c = parse_message(C)
     assert isinstance(c, Commit) and c.end_lsn == b.end_lsn
     u = parse_message(U)
-    assert isinstance(u, RowChange) and u.pk == ("user_id", "movie_id") and u.columns[2].value == 2
+    assert isinstance(u, RowChange) and u.pk == ("user_id", "movie_id") and u.columns[2]["value"] == 2
     assert isinstance(parse_message(b'{"action":"T","xid":1,"schema":"public","table":"x"}'), Truncate)
     with pytest.raises(Wal2JsonError):
         parse_message(b'{"action":"I"}')
@@ -186,3 +186,110 @@ def test_timestamps_are_formatted_like_dms_for_aware_and_naive_values() -> None:
         expected = aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert to_json_value(aware) == expected == dms_timestamp(aware)
         assert to_json_value(naive) == naive.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _reference(
+    em_op: str, change: RowChange, definition: TableDefinition, before: bool, details: bool
+) -> bytes:
+    """The record as DmsRecord would encode it, built from what the builder read (the shape the
+    hot path's JSON documents must keep byte for byte)."""
+    from gorse_cdc.dms.record import DmsRecord
+    from producers.dms.values import from_wal2json, to_json_value
+
+    new = {c["name"]: from_wal2json(c["type"], c.get("value")) for c in change.columns}
+    key = {c["name"]: from_wal2json(c["type"], c.get("value")) for c in change.identity}
+    row = key if change.action == "D" else new
+    data = {n: to_json_value(row.get(n)) for n in definition.column_names}
+    before_image = None
+    if change.action == "U" and before:
+        old = {k: to_json_value(v) for k, v in key.items()}
+        before_image = old if any(data.get(k) != v for k, v in old.items()) else {}
+    extra: dict[str, object] = {}
+    if details:
+        extra = {
+            "transaction_record_id": 1,
+            "commit_timestamp": "2026-11-25T01:55:21.160207Z",
+            "stream_position": f"00000000/01D90AC0.1.{padded_lsn(change.lsn)}",
+        }
+    rec = DmsRecord(
+        "data",
+        em_op,
+        change.schema,
+        change.table,
+        data,
+        before_image,
+        timestamp="2026-01-01T00:00:00.000000Z",
+        partition_key_type="attribute-name",
+        transaction_id=743,
+        **extra,  # type: ignore[arg-type]
+    )
+    return encode_record(rec)
+
+
+@pytest.mark.parametrize("before", [True, False])
+@pytest.mark.parametrize("details", [True, False])
+@pytest.mark.parametrize(("raw", "definition"), [(U, RATINGS), (U_KEY, MOVIES), (D, RATINGS)])
+def test_the_document_encodes_to_the_bytes_dms_record_gives(
+    raw: bytes, definition: TableDefinition, before: bool, details: bool
+) -> None:
+    from producers.dms.records import OPS, encode
+
+    rb = builder(transaction_details=details, before_image=before)
+    rb.begin(parse_message(B))  # type: ignore[arg-type]
+    change = parse_message(raw)
+    assert isinstance(change, RowChange)
+    em = rb.change(definition, change)
+    assert encode(em.document) == _reference(OPS[change.action], change, definition, before, details)
+    assert encode(em.document, "json") == encode_record(em.record, "json")
+
+
+def test_a_change_whose_columns_differ_from_the_definition_is_read_by_name() -> None:
+    rb = builder()
+    rb.begin(parse_message(B))  # type: ignore[arg-type]
+    u = parse_message(U)
+    assert isinstance(u, RowChange)
+    shuffled = u._replace(columns=[u.columns[3], u.columns[0], u.columns[2]])  # movie_id left out
+    em = rb.change(RATINGS, shuffled)
+    assert em.values == [999001, None, 2, datetime(2020, 1, 2, 3, 4, 5, 120000, tzinfo=UTC)]
+
+
+def test_the_fast_wall_clock_timestamp_is_dms_timestamp_of_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from producers.dms import records
+    from producers.dms.values import dms_timestamp
+
+    stamps = records._Timestamps()
+    for ns in (1_764_900_000_000_000_000, 1_764_900_000_999_999_999, 1_764_900_001_000_001_000, 0):
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        expected = dms_timestamp(
+            datetime.fromtimestamp(ns // 1000 / 1e6, UTC).replace(microsecond=ns // 1000 % 10**6)
+        )
+        assert stamps.now() == expected
+
+
+@pytest.mark.parametrize(
+    ("pg_type", "value"),
+    [
+        ("bigint", 5),
+        ("integer", "7"),
+        ("smallint", -3),
+        ("double precision", 1.5),
+        ("numeric(10,2)", "12.30"),
+        ("boolean", True),
+        ("boolean", "t"),
+        ("date", "2020-01-02"),
+        ("timestamp without time zone", "2020-01-02 03:04:05.12"),
+        ("timestamp with time zone", "2020-01-02 03:04:05.12+02"),
+        ("text", "Café"),
+        ("character varying(20)", "x"),
+        ("jsonb", '{"a": 1}'),
+        ("uuid", "0e37df36-f698-11e6-8dd4-cb9ced3df976"),
+    ],
+)
+def test_a_column_converter_is_from_wal2json(pg_type: str, value: object) -> None:
+    from producers.dms.values import from_wal2json, wal2json_converter
+
+    f = wal2json_converter(pg_type)
+    got = value if f is None else f(value)
+    assert got == from_wal2json(pg_type, value) and type(got) is type(from_wal2json(pg_type, value))
