@@ -3,7 +3,8 @@ same streams and records, the same machine and local stack (`gorse-cdc stack up`
 engine runs as a real `gorse-cdc consume` process on a fresh lease table.
 
 (a) read path, no-op sink (consumer.discard_writes), a backlog of --backlog records: records/s
-    from the first checkpoint to the last (start-up excluded)
+    from the first checkpoint to the last (start-up excluded), and records per CPU second of the
+    engine's processes over that span (less sensitive to a shared machine than records/s)
 (b) the same with the Gorse sink, a --gorse-backlog of database changes: records/s
     (a) and (b) also with two native processes on one lease table: the KCL runs one Python
     process per shard, the native engine one per worker
@@ -15,6 +16,9 @@ engine runs as a real `gorse-cdc consume` process on a fresh lease table.
 
     python bench/bench_engines.py [--backlog 200000] [--gorse-backlog 20000] [--rate 200]
         [--seconds 20] [--png bench/engines.png] [--no-kcl-defaults]
+        [--only read,read2,gorse,first,failover,fresh]
+
+    python bench/bench_engines.py --only read    # (a) and (c), native vs KCL: a few minutes
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from tests.integration.consumers.feed import Feed
 LOGS = Path(".stack") / "bench-engines"
 ENGINES = ("native", "kcl")
 NATIVE_2 = "native, 2 processes"
+BASELINE = "native, --baseline"
 
 
 @dataclass
@@ -124,7 +129,10 @@ def leases(settings: Settings, table: str) -> list[Lease]:
         return []
 
 
-def start(engine: str, stream: str, table: str, worker: str, **env: str) -> subprocess.Popen[bytes]:
+def start(
+    engine: str, stream: str, table: str, worker: str, cwd: Path | None = None, **env: str
+) -> subprocess.Popen[bytes]:
+    """``cwd``: run the gorse-cdc code of that checkout (``python -m`` imports from there first)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
@@ -144,7 +152,7 @@ def start(engine: str, stream: str, table: str, worker: str, **env: str) -> subp
         "0",
     ]
     log = (LOGS / f"{table}-{worker}.log").open("ab")
-    return subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
+    return subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log, cwd=cwd)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -173,10 +181,33 @@ def wait_for(cond: Callable[[], bool], timeout_s: float, poll_s: float = 0.25) -
     return None
 
 
+def tree_cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and all their descendants
+    (the KCL: the wrapper, its JVM and the JVM's Python record processors), from /proc."""
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, list(pids)
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(c for c, pp in parent.items() if pp == pid)
+    return total
+
+
 @dataclass
 class Drain:
     rate: float  # records/s from the first checkpoint to the last
     first_s: float  # process start -> first checkpoint
+    per_cpu_s: float  # records per CPU second of the engine's processes over the same span
 
 
 def drain(
@@ -186,22 +217,25 @@ def drain(
     put: Put,
     workers: int = 1,
     timeout_s: float = 900,
+    cwd: Path | None = None,
     **env: str,
 ) -> Drain:
     """``workers`` processes of the engine on one fresh lease table (they share the shards)."""
     table = f"bench-{engine}-{uuid.uuid4().hex[:6]}"
     t0 = time.monotonic()
-    procs = [start(engine, stream, table, f"{engine}-{w}", **env) for w in "abcd"[:workers]]
+    procs = [start(engine, stream, table, f"{engine}-{w}", cwd, **env) for w in "abcd"[:workers]]
     try:
-        first: tuple[float, int] | None = None
+        first: tuple[float, int, float] | None = None
+        pids = [p.pid for p in procs]
         while time.monotonic() - t0 < timeout_s:
             done = put.done(leases(settings, table))
             now = time.monotonic()
             if done and first is None:
-                first = (now, done)
+                first = (now, done, tree_cpu_s(pids))
             if done >= put.total and first is not None:
                 span = max(now - first[0], 1e-3)
-                return Drain((done - first[1]) / span, first[0] - t0)
+                cpu = max(tree_cpu_s(pids) - first[2], 1e-3)
+                return Drain((done - first[1]) / span, first[0] - t0, (done - first[1]) / cpu)
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"{engine} exited; see {LOGS}")
             time.sleep(0.2)
@@ -296,6 +330,9 @@ async def fresh(
     return statistics.median(lags), lags[min(len(lags) - 1, int(len(lags) * 0.99))]
 
 
+PHASES = ("read", "read2", "gorse", "first", "failover", "fresh")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backlog", type=int, default=200_000)
@@ -304,7 +341,22 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--png", type=Path, default=None)
     ap.add_argument("--no-kcl-defaults", action="store_true", help="skip the slow KCL-defaults runs")
+    ap.add_argument(
+        "--only",
+        default=",".join(PHASES),
+        help="comma-separated phases (default all): read = (a)+(c) native and kcl, read2 = (a) with two "
+        "native processes, gorse = (b), first = (c) with KCL's defaults, failover = (d), fresh = (e)",
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="with read: also run (a) with the native engine of this other checkout (e.g. the commit "
+        "before a change: git archive COMMIT | tar -x -C DIR), in the same run",
+    )
     args = ap.parse_args()
+    only = set(args.only.split(","))
+    if unknown := only - set(PHASES):
+        ap.error(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
     settings = Settings()
     tag = uuid.uuid4().hex[:6]
     rows: dict[str, dict[str, float]] = {"native": {}, "kcl": {}, "kcl (KCL defaults)": {}, NATIVE_2: {}}
@@ -312,69 +364,84 @@ async def main() -> None:
     defaults = {"GORSE_CDC_KCL__TUNED": "false"}
 
     stream_a = f"bench-a-{tag}"
-    ensure_stream(settings, stream_a, 2)
     put_a = Put()
-    t = time.monotonic()
-    put_all(settings, stream_a, synthetic(args.backlog), put_a)
-    print(f"(a) {put_a.total:,} records put in {time.monotonic() - t:.0f} s", flush=True)
-    for engine in ENGINES:
-        d = drain(settings, engine, stream_a, put_a, **noop)
-        rows[engine].update(a=d.rate, c=d.first_s)
-        print(f"(a) {engine}: {d.rate:,.0f} records/s; (c) first record after {d.first_s:.1f} s", flush=True)
-    # the KCL runs one Python process per shard; the native engine scales by running more workers
-    d = drain(settings, "native", stream_a, put_a, workers=2, **noop)
-    rows[NATIVE_2]["a"] = d.rate
-    print(f"(a) {NATIVE_2}: {d.rate:,.0f} records/s", flush=True)
+    if only & {"read", "read2", "first"}:
+        ensure_stream(settings, stream_a, 2)
+        t = time.monotonic()
+        put_all(settings, stream_a, synthetic(args.backlog), put_a)
+        print(f"(a) {put_a.total:,} records put in {time.monotonic() - t:.0f} s", flush=True)
+    if "read" in only:
+        for engine in ENGINES:
+            d = drain(settings, engine, stream_a, put_a, **noop)
+            rows[engine].update(a=d.rate, c=d.first_s)
+            print(
+                f"(a) {engine}: {d.rate:,.0f} records/s ({d.per_cpu_s:,.0f} per CPU second); "
+                f"(c) first record after {d.first_s:.1f} s",
+                flush=True,
+            )
+        if args.baseline:
+            d = drain(settings, "native", stream_a, put_a, cwd=args.baseline.resolve(), **noop)
+            rows[BASELINE] = {"a": d.rate}
+            print(f"(a) {BASELINE}: {d.rate:,.0f} records/s ({d.per_cpu_s:,.0f} per CPU second)", flush=True)
+        print(f"(a) native / kcl: {rows['native']['a'] / rows['kcl']['a']:.2f}", flush=True)
+    if "read2" in only:
+        # the KCL runs one Python process per shard; the native engine scales by running more workers
+        d = drain(settings, "native", stream_a, put_a, workers=2, **noop)
+        rows[NATIVE_2]["a"] = d.rate
+        print(f"(a) {NATIVE_2}: {d.rate:,.0f} records/s ({d.per_cpu_s:,.0f} per CPU second)", flush=True)
 
-    stream_b = f"bench-b-{tag}"
-    ensure_stream(settings, stream_b, 2)
-    feed = Feed(with_names(settings, stream_b, "unused"), stream_b, seed=3)
-    feed.truncate()
-    changes = feed.load(users=1000, movies=1500, ratings=5000) + feed.activity(args.gorse_backlog)
-    mapper = feed.mapper
-    put_b = Put()
-    put_all(
-        settings,
-        stream_b,
-        [(encode_record(r), mapper.partition_key(r.table, r.data)) for r in changes],
-        put_b,
-    )
-    for name, engine, workers in (("native", "native", 1), ("kcl", "kcl", 1), (NATIVE_2, "native", 2)):
-        await clear_gorse(settings)
-        d = drain(settings, engine, stream_b, put_b, workers=workers)
-        rows[name]["b"] = d.rate
-        print(f"(b) {name}: {d.rate:,.0f} records/s ({put_b.total:,} changes, Gorse sink)", flush=True)
+    if "gorse" in only:
+        stream_b = f"bench-b-{tag}"
+        ensure_stream(settings, stream_b, 2)
+        feed = Feed(with_names(settings, stream_b, "unused"), stream_b, seed=3)
+        feed.truncate()
+        changes = feed.load(users=1000, movies=1500, ratings=5000) + feed.activity(args.gorse_backlog)
+        mapper = feed.mapper
+        put_b = Put()
+        put_all(
+            settings,
+            stream_b,
+            [(encode_record(r), mapper.partition_key(r.table, r.data)) for r in changes],
+            put_b,
+        )
+        for name, engine, workers in (("native", "native", 1), ("kcl", "kcl", 1), (NATIVE_2, "native", 2)):
+            await clear_gorse(settings)
+            d = drain(settings, engine, stream_b, put_b, workers=workers)
+            rows[name]["b"] = d.rate
+            print(f"(b) {name}: {d.rate:,.0f} records/s ({put_b.total:,} changes, Gorse sink)", flush=True)
+        feed.close()
 
-    if not args.no_kcl_defaults:
+    if "first" in only and not args.no_kcl_defaults:
         small = Put({k: v[:1] for k, v in put_a.by_shard.items()})
         c = first_record_s(settings, "kcl", stream_a, small, **noop, **defaults)
         rows["kcl (KCL defaults)"]["c"] = c
         print(f"(c) kcl with KCL's default intervals: first record after {c:.1f} s", flush=True)
 
-    for name, engine, up_s, env in (
-        ("native", "native", 5.0, {}),
-        ("kcl", "kcl", 40.0, {}),
-        ("kcl (KCL defaults)", "kcl", 150.0, defaults),
-    ):
-        if env and args.no_kcl_defaults:
-            continue
-        f = failover_s(settings, engine, up_s, **noop, **env)
-        rows[name]["d"] = f
-        print(f"(d) {name}: failover after kill -9 in {f:.1f} s", flush=True)
+    if "failover" in only:
+        for name, engine, up_s, env in (
+            ("native", "native", 5.0, {}),
+            ("kcl", "kcl", 40.0, {}),
+            ("kcl (KCL defaults)", "kcl", 150.0, defaults),
+        ):
+            if env and args.no_kcl_defaults:
+                continue
+            f = failover_s(settings, engine, up_s, **noop, **env)
+            rows[name]["d"] = f
+            print(f"(d) {name}: failover after kill -9 in {f:.1f} s", flush=True)
 
-    stream_e = f"bench-e-{tag}"
-    ensure_stream(settings, stream_e, 2)
-    feed_e = Feed(with_names(settings, stream_e, "unused"), stream_e, seed=4)
-    feed_e.truncate()
-    for engine in ENGINES:
-        p50, p99 = await fresh(settings, engine, stream_e, feed_e, args.rate, args.seconds)
-        rows[engine].update(e50=p50, e99=p99)
-        print(
-            f"(e) {engine}: commit -> readable at {args.rate:.0f}/s p50 {p50:.2f} s, p99 {p99:.2f} s",
-            flush=True,
-        )
-    feed.close()
-    feed_e.close()
+    if "fresh" in only:
+        stream_e = f"bench-e-{tag}"
+        ensure_stream(settings, stream_e, 2)
+        feed_e = Feed(with_names(settings, stream_e, "unused"), stream_e, seed=4)
+        feed_e.truncate()
+        for engine in ENGINES:
+            p50, p99 = await fresh(settings, engine, stream_e, feed_e, args.rate, args.seconds)
+            rows[engine].update(e50=p50, e99=p99)
+            print(
+                f"(e) {engine}: commit -> readable at {args.rate:.0f}/s p50 {p50:.2f} s, p99 {p99:.2f} s",
+                flush=True,
+            )
+        feed_e.close()
 
     rows = {k: v for k, v in rows.items() if v}
     print()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -237,10 +238,14 @@ class BatchApplier:
             await self._write(good[half:], outcome, should_stop, shard)
             return
         now = datetime.now(UTC)
+        applied: Counter[tuple[str, str]] = Counter()
+        observe = self.metrics.freshness.observe
         for d in good:
-            self.metrics.records_applied.labels(d.table, d.operation).inc()
+            applied[d.table, d.operation] += 1
             if d.committed_at is not None:
-                self.metrics.freshness.observe(max(0.0, (now - d.committed_at).total_seconds()))
+                observe(max(0.0, (now - d.committed_at).total_seconds()))
+        for (table, operation), n in applied.items():  # one labels() lookup per kind, not per record
+            self.metrics.records_applied.labels(table, operation).inc(n)
         outcome.applied += len(good)
 
     async def _retrying(

@@ -8,6 +8,8 @@
 - ResourceNotFoundException (the stream or shard is gone) and the other FATAL AWS errors
   (credentials, authorization) raise FatalError; other errors propagate as they are.
 - The end of a closed shard is a batch with ``shard_ended`` (NextShardIterator is null).
+- Successful GetRecords responses are parsed by consumers.kinesis.get_records (one orjson.loads)
+  instead of botocore's parser; errors still go through botocore.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumers.kinesis.get_records import use_fast_parse
 from consumers.metrics import Metrics
 from consumers.records import RecordBatch, ShardRecord
 from gorse_cdc.errors import FatalError
@@ -111,6 +114,7 @@ class ShardReader:
         self._iterator: str | None = None
         self._last_read: str | None = None
         self._ended = False
+        use_fast_parse(client)
 
     def _position(self) -> StartPosition:
         if self._last_read is not None:

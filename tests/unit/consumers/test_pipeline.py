@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from consumers.coalesce import WritePlan
 from consumers.deadletter import DeadLetter
+from consumers.metrics import Metrics
 from consumers.pipeline import BatchApplier, Stopped
 from consumers.records import ShardRecord
 from gorse_cdc.dms.record import DmsRecord, encode_record
@@ -92,3 +95,16 @@ async def test_stop_during_retries_raises_stopped() -> None:
     applier = BatchApplier(Mapper(), FakeSink(fail_times=100), FakeLetters())
     with pytest.raises(Stopped):
         await applier.apply([rating(1, 1, 1, 4)], lambda: True)
+
+
+async def test_applied_records_are_counted_per_table_and_operation() -> None:
+    """Counted per (table, operation) of a batch (the bisected halves each count theirs); one
+    freshness sample per applied record (its arrival time: these have no commit timestamp)."""
+    metrics = Metrics()
+    arrived = datetime.now(UTC) - timedelta(seconds=1)
+    records = [replace(rating(i, 1, i, 5), arrived_at=arrived) for i in range(1, 9)]
+    await BatchApplier(Mapper(), FakeSink(poison_item="5"), FakeLetters(), metrics).apply(
+        records, lambda: False
+    )
+    assert metrics.records_applied.labels("ratings", "insert")._value.get() == 7
+    assert sum(b.get() for b in metrics.freshness._buckets) == 7 and metrics.freshness._sum.get() >= 7
