@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Any
 
-import orjson
-
-from gorse_cdc.errors import GorseRequestError
+from consumers.sink.bulk_export import BulkExport
 from gorse_cdc.gorse import GorseClient
 from gorse_cdc.mapping import Mapper
 
 Values = tuple[str, ...] | None  # None: the item does not exist in Gorse
-log = logging.getLogger(__name__)
 BULK_READ_AT = 200  # misses in one plan worth one read of the items export instead of a GET each
 ROWS_PER_ITEM = 25  # ... while the last export held at most this many rows per miss
 
@@ -50,9 +47,8 @@ class ItemLabelCache:
         self._entries: OrderedDict[str, tuple[Values, float]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Values]] = {}  # item -> the fetch new misses join
         self._sem = asyncio.Semaphore(concurrency)
-        self._export_rows: float | None = None  # rows in the last items export (None: not tried)
+        self._export = BulkExport(client, "items", at=BULK_READ_AT, rows_per_key=ROWS_PER_ITEM)
         self._reading: list[set[str]] = []  # per bulk read in progress: items invalidated meanwhile
-        self.bulk_reads = 0
         self._epoch = 0  # bumped by clear()
 
     def __len__(self) -> int:
@@ -101,27 +97,21 @@ class ItemLabelCache:
         item invalidated while the read runs is not stored. A failure leaves the GETs to
         ``values`` and is not tried again."""
         missing = {i for i in item_ids if not self._get(i)[0]}
-        if len(missing) < BULK_READ_AT:
-            return
-        if self._export_rows is not None and self._export_rows > ROWS_PER_ITEM * len(missing):
+        if not self._export.worth(len(missing)):
             return
         dirty: set[str] = set()
         self._reading.append(dirty)
         epoch = self._epoch
         read: dict[str, Values] = {}
+
+        def row(r: dict[str, Any]) -> None:
+            read[r["ItemId"]] = tuple(self._mapper.item_label_values(r.get("Labels")))
+
         try:
-            async for line in self._client.export_lines("items"):
-                row = orjson.loads(line)
-                read[row["ItemId"]] = tuple(self._mapper.item_label_values(row.get("Labels")))
-        except GorseRequestError as e:
-            self._export_rows = float("inf")
-            log.warning("reading items from Gorse's export failed; a GET per item from now: %s", e)
-            return
+            ok = await self._export.read(row)
         finally:
             self._reading.remove(dirty)
-        self._export_rows = len(read)
-        self.bulk_reads += 1
-        if epoch != self._epoch:
+        if not ok or epoch != self._epoch:
             return
         for item_id in missing - read.keys():
             read[item_id] = None

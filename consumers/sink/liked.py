@@ -20,11 +20,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
 
 import orjson
 
+from consumers.sink.bulk_export import BulkExport
 from consumers.sink.item_cache import ItemLabelCache
-from gorse_cdc.errors import GorseRequestError
 from gorse_cdc.gorse import GorseClient, User
 from gorse_cdc.mapping import Mapper
 
@@ -112,8 +113,7 @@ class LikedLabelsWriter:
         self._types = tuple(mapper.spec.feedback_types)
         self.likes_read = 0  # GETs of a user's feedback (the others came from memory)
         self.likes_remembered = 0
-        self.bulk_reads = 0  # exports read instead of a GET per user (``read_many``)
-        self._export_rows: float | None = None  # rows in the last export (None: not tried)
+        self._export = BulkExport(client, "feedback", at=BULK_READ_AT, rows_per_key=ROWS_PER_USER)
         self._client = client
         self._mapper = mapper
         self._cache = cache
@@ -163,6 +163,9 @@ class LikedLabelsWriter:
                 for items in held.values():
                     items.difference_update(gone)
 
+    def _nothing(self) -> dict[str, set[str]]:
+        return {t: set() for t in self._types}
+
     def _fresh(self, user_id: str) -> bool:
         hit = self._held.get(user_id)
         if hit is not None:
@@ -197,29 +200,18 @@ class LikedLabelsWriter:
         if not self.remember_likes:
             return
         wanted = [u for u in dict.fromkeys(user_ids) if not self._fresh(u)][: self._likes_max]
-        if len(wanted) < BULK_READ_AT:
+        if not self._export.worth(len(wanted)):
             return
-        if self._export_rows is not None and self._export_rows > ROWS_PER_USER * len(wanted):
-            return
-        held: dict[str, dict[str, set[str]]] = {u: {t: set() for t in self._types} for u in wanted}
-        rows = 0
-        try:
-            async for line in self._client.export_lines("feedback"):
-                rows += 1
-                row = orjson.loads(line)
-                mine = held.get(row.get("UserId"))
-                if mine is not None and row.get("FeedbackType") in mine:
-                    mine[row["FeedbackType"]].add(row["ItemId"])
-        except GorseRequestError as e:
-            self._export_rows = float("inf")
-            log.warning(
-                "reading users' feedback from Gorse's export failed; one GET per user from now: %s", e
-            )
-            return
-        self._export_rows = rows
-        self.bulk_reads += 1
-        for user_id, h in held.items():
-            self._store_held(user_id, h)
+        held: dict[str, dict[str, set[str]]] = {u: self._nothing() for u in wanted}
+
+        def row(r: dict[str, Any]) -> None:
+            mine = held.get(r.get("UserId"))  # type: ignore[arg-type]
+            if mine is not None and r.get("FeedbackType") in mine:
+                mine[r["FeedbackType"]].add(r["ItemId"])
+
+        if await self._export.read(row):
+            for user_id, h in held.items():
+                self._store_held(user_id, h)
 
     def liked_known(self, user_ids: Iterable[str]) -> set[str]:
         """The items the remembered ones of ``user_ids`` like (no I/O): what their labels need."""
@@ -241,14 +233,14 @@ class LikedLabelsWriter:
             del self._held[user_id]
         if self._known_empty(user_id):
             self.likes_remembered += 1
-            nothing: dict[str, set[str]] = {t: set() for t in self._types}
+            nothing = self._nothing()
             self._store_held(user_id, nothing)
             return nothing
         async with self._sem:  # one type: the typed GET; more: one GET of all, events left out
             typed: str | None = self._types[0] if len(self._types) == 1 else None
             feedback = await self._client.user_feedback(user_id, typed)
         self.likes_read += 1
-        held: dict[str, set[str]] = {t: set() for t in self._types}
+        held = self._nothing()
         for f in feedback:
             if f.feedback_type in held:
                 held[f.feedback_type].add(f.item_id)

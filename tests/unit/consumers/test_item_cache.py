@@ -112,7 +112,7 @@ async def test_many_cold_items_are_read_from_one_export_and_an_edit_meanwhile_wi
 async def test_a_large_catalogue_keeps_one_get_per_item() -> None:
     g = ExportingGorse(300)
     cache = ItemLabelCache(g, build_mapper(Settings()))  # type: ignore[arg-type]
-    cache._export_rows = 1_000_000  # the last export: far more rows than the misses
+    cache._export.seen(1_000_000)  # the last export: far more rows than the misses
     await cache.read_many(list(g.items))
     await cache.values(list(g.items))
     assert (g.exports, g.gets) == (0, 300)

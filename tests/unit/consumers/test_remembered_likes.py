@@ -303,7 +303,7 @@ async def test_a_full_load_reads_many_users_from_one_export_while_gorse_is_small
         g.feedback.add(("like", f"other{n}", "m0"))
     g.users.update({u: User(u, {"age": 30}) for u in users})
     sink = GorseSink(g, build_mapper(Settings()), concurrency=8, remember_likes=True)  # type: ignore[arg-type]
-    sink.liked._export_rows = gorse_rows  # as if the last export had read that many
+    sink.liked._export.seen(gorse_rows)  # as if the last export had read that many
     plan = load_plan(g, users, rng)
     await sink.write(plan)
     for u in users:
