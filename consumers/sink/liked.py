@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -29,7 +28,6 @@ from consumers.sink.item_cache import ItemLabelCache
 from gorse_cdc.gorse import GorseClient, User
 from gorse_cdc.mapping import Mapper
 
-log = logging.getLogger(__name__)
 # one read of Gorse's whole feedback export instead of a GET per user, when a plan needs this
 # many users read and the last export was at most ROWS_PER_USER rows per such user (a full
 # load: thousands of users new to the worker, Gorse still small)
