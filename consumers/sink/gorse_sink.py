@@ -373,14 +373,39 @@ class GorseSink:
                 del self._retell[i]
         return len(new)
 
-    async def run_retells(self, interval_s: float = 1.0) -> None:
-        """The live consumer's background task; failures are retried at the next tick."""
+    async def run_retells(
+        self,
+        interval_s: float = 1.0,
+        max_interval_s: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """The live consumer's background task. A failure (Gorse or Kinesis down: the entries
+        stay due) doubles the wait before the next try, up to ``max_interval_s``, and is logged
+        once per outage, with the count and the last error when the retells work again (a
+        warning a second for a whole outage told the operator nothing new)."""
+        wait, failures = interval_s, 0
         while True:
-            await asyncio.sleep(interval_s)
+            await sleep(wait)
             try:
                 await self.retell_due()
-            except Exception as e:  # Gorse or Kinesis busy: the entries stay due
-                log.warning("re-telling likers of edited items failed, retrying: %s", e)
+            except Exception as e:
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "re-telling likers of edited items failed; retrying with backoff up to %.0f s: %s",
+                        max_interval_s,
+                        e,
+                        extra={"event": "retell_failing"},
+                    )
+                wait = min(wait * 2, max_interval_s)
+                continue
+            if failures:
+                log.warning(
+                    "re-telling likers of edited items works again after %d failed tries",
+                    failures,
+                    extra={"event": "retell_recovered"},
+                )
+            wait, failures = interval_s, 0
 
     async def _write_items_promising(self, items: list[Item]) -> None:
         """Phase 2 with fan-out records: an item whose label values differ from what Gorse

@@ -4,6 +4,7 @@ Gorse is exercised by the integration tests)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -341,3 +342,33 @@ async def test_a_full_loads_retells_read_a_bounded_number_of_items_a_tick() -> N
     assert await sink.retell_due() == 0 and not reads
     told_items = {i for p in publisher.published for liked in p.values() for i in liked}
     assert set(items) <= told_items and told == 3
+
+
+async def test_a_retell_outage_backs_off_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """While Gorse is down the retell loop doubles its wait (to a cap) and warns once, then
+    once more when it works again; it used to warn every second for the whole outage."""
+    sink = GorseSink(RecordingGorse(), build_mapper(Settings()))  # type: ignore[arg-type]
+    outcomes = [GorseRetriableError("GET", "/api/item/x/feedback", 503, "down")] * 6 + [0, 0]
+    waits: list[float] = []
+
+    async def retell_due() -> int:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+        if not outcomes:
+            raise asyncio.CancelledError
+
+    sink.retell_due = retell_due  # type: ignore[method-assign]
+    with (
+        caplog.at_level("WARNING", logger="consumers.sink.gorse_sink"),
+        pytest.raises(asyncio.CancelledError),
+    ):
+        await sink.run_retells(interval_s=1.0, max_interval_s=10.0, sleep=sleep)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0, 1.0, 1.0]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert "backoff" in messages[0] and "after 6 failed tries" in messages[1]
