@@ -120,6 +120,7 @@ def gorse_sink(
         cache=cache,
         demographics_ttl_s=c.remembered_ttl_s,
         remembered_users=c.remembered_users,
+        remembered_rows=c.remembered_feedback_rows,
         publisher=publisher,
         fan_out_records=publisher is not None and items_by_id(mapper),
         retell_after_s=c.item_cache_ttl_s + 1.0,  # every entry older than the edit has expired

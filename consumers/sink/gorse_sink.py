@@ -89,6 +89,7 @@ class GorseSink:
         fan_out_per_plan: int = 1000,
         tell_owners: Callable[[Iterable[str]], Awaitable[None]] | None = None,
         remembered_users: int = 200_000,
+        remembered_rows: int = 1_000_000,
     ) -> None:
         # a writer beside the live consumer that holds no lease (an archive replay or re-drive
         # run --beside-live): after each plan it tells the owners of the users it wrote
@@ -122,6 +123,7 @@ class GorseSink:
             ttl_s=demographics_ttl_s,
             remember_likes=remember_likes,
             demographics_cache=remembered_users,
+            likes_rows=remembered_rows,
         )
         self._batch = client.batch_size
         self._owed: set[str] = set()  # items whose likers' refresh a failed plan still owes

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -82,7 +83,12 @@ class LikedLabelsWriter:
     time), and a re-rate's stale-type delete is sent only when the memory holds that type
     (``held``: one blind DELETE per re-rate was the largest per-change call). Exact because
     every other writer of feedback tells the user's shard (reread refresh records, which
-    ``forget`` the user) or takes its lease (``forget`` everything)."""
+    ``forget`` the user) or takes its lease (``forget`` everything).
+
+    The memory is bounded by feedback rows (``likes_rows``, item ids shared) and by users
+    (``likes_cache``); a user known to hold nothing costs an id in a set (``_empty``), not a
+    memory: a live stream that adds users (8 % of the activity's changes) outgrew a 10k-user
+    LRU in minutes, and every evicted user was read again at their next change."""
 
     def __init__(
         self,
@@ -93,9 +99,10 @@ class LikedLabelsWriter:
         demographics_cache: int = 200_000,
         ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        likes_cache: int = 10_000,
+        likes_cache: int = 100_000,
         remember_likes: bool = False,
         empty_max: int = 500_000,
+        likes_rows: int = 1_000_000,
     ) -> None:
         self.remember_likes = remember_likes
         # user -> ({type: items of that type the user holds in Gorse}, when read); own types only
@@ -108,6 +115,8 @@ class LikedLabelsWriter:
         self._empty_since = clock()
         self._empty_max = empty_max
         self._likes_max = likes_cache
+        self._rows_max = likes_rows
+        self._rows = 0  # feedback rows in _held
         self._types = tuple(mapper.spec.feedback_types)
         self.likes_read = 0  # GETs of a user's feedback (the others came from memory)
         self.likes_remembered = 0
@@ -127,13 +136,21 @@ class LikedLabelsWriter:
         if user_id is None:
             self._demo.clear()
             self._held.clear()
+            self._rows = 0
             self._empty.clear()
             self._empty_old.clear()
         else:
             self._demo.pop(user_id, None)
-            self._held.pop(user_id, None)
+            self._drop(user_id)
             self._empty.discard(user_id)
             self._empty_old.discard(user_id)
+
+    def _drop(self, user_id: str) -> dict[str, set[str]] | None:
+        hit = self._held.pop(user_id, None)
+        if hit is None:
+            return None
+        self._rows -= sum(len(items) for items in hit[0].values())
+        return hit[0]
 
     def changed(
         self,
@@ -146,20 +163,32 @@ class LikedLabelsWriter:
         (Gorse dropped their feedback). Only remembered users change; idempotent (a retried
         plan)."""
         for ftype, user, item in put:
-            if (hit := self._held.get(user)) is not None and ftype in self._types:
-                hit[0].setdefault(ftype, set()).add(item)
-            elif ftype in self._types:  # not remembered: no longer known to hold nothing
-                self._empty.discard(user)
-                self._empty_old.discard(user)
+            if ftype not in self._types:
+                continue
+            if (hit := self._held.get(user)) is not None:
+                items = hit[0].setdefault(ftype, set())
+                if item not in items:
+                    items.add(sys.intern(item))
+                    self._rows += 1
+            elif self._known_empty(user):  # held nothing: now exactly this
+                held = self._nothing()
+                held[ftype].add(sys.intern(item))
+                self._store_held(user, held)
+            # else not remembered: read when next needed
         for maybe_type, user, item in removed:
             if (hit := self._held.get(user)) is not None:
                 for t in self._types if maybe_type is None else (maybe_type,):
-                    hit[0].get(t, set()).discard(item)
+                    if item in (items := hit[0].get(t, set())):
+                        items.discard(item)
+                        self._rows -= 1
         gone = set(deleted_items)
         if gone:
             for held, _ in self._held.values():
                 for items in held.values():
+                    before = len(items)
                     items.difference_update(gone)
+                    self._rows -= before - len(items)
+        self._trim()
 
     def _nothing(self) -> dict[str, set[str]]:
         return {t: set() for t in self._types}
@@ -177,13 +206,24 @@ class LikedLabelsWriter:
         return user_id in self._empty or user_id in self._empty_old
 
     def _store_held(self, user_id: str, held: dict[str, set[str]]) -> None:
-        now = self._clock()
-        self._held[user_id] = (held, now)
-        self._held.move_to_end(user_id)
-        self._empty.discard(user_id)
+        """Remember what ``user_id`` holds as of now; holding nothing, only the id."""
+        self._drop(user_id)
         self._empty_old.discard(user_id)
-        while len(self._held) > self._likes_max:
+        if not any(held.values()) and len(self._empty) < self._empty_max:
+            self._known_empty(user_id)  # rotates the generations first when due
+            self._empty.add(user_id)
+            return
+        self._empty.discard(user_id)
+        self._held[user_id] = (held, self._clock())  # item ids interned by the callers: shared
+        self._rows += sum(len(items) for items in held.values())
+        self._trim()
+
+    def _trim(self) -> None:
+        """Evict the least recently used until within both bounds (the last one stays)."""
+        now = self._clock()
+        while len(self._held) > 1 and (len(self._held) > self._likes_max or self._rows > self._rows_max):
             gone, (was, stamp) = self._held.popitem(last=False)
+            self._rows -= sum(len(items) for items in was.values())
             if now - stamp <= self._ttl and not any(was.values()) and len(self._empty) < self._empty_max:
                 self._empty.add(gone)
 
@@ -205,7 +245,7 @@ class LikedLabelsWriter:
         def row(r: dict[str, Any]) -> None:
             mine = held.get(r.get("UserId"))  # type: ignore[arg-type]
             if mine is not None and r.get("FeedbackType") in mine:
-                mine[r["FeedbackType"]].add(r["ItemId"])
+                mine[r["FeedbackType"]].add(sys.intern(r["ItemId"]))
 
         if await self._export.read(row):
             for user_id, h in held.items():
@@ -228,12 +268,11 @@ class LikedLabelsWriter:
                 self.likes_remembered += 1
                 self._held.move_to_end(user_id)
                 return hit[0]
-            del self._held[user_id]
+            self._drop(user_id)
         if self._known_empty(user_id):
             self.likes_remembered += 1
-            nothing = self._nothing()
-            self._store_held(user_id, nothing)
-            return nothing
+            self._store_held(user_id, self._nothing())
+            return self._nothing()
         async with self._sem:  # one type: the typed GET; more: one GET of all, events left out
             typed: str | None = self._types[0] if len(self._types) == 1 else None
             feedback = await self._client.user_feedback(user_id, typed)
@@ -241,7 +280,7 @@ class LikedLabelsWriter:
         held = self._nothing()
         for f in feedback:
             if f.feedback_type in held:
-                held[f.feedback_type].add(f.item_id)
+                held[f.feedback_type].add(sys.intern(f.item_id))
         self._store_held(user_id, held)
         return held
 

@@ -61,6 +61,13 @@ class ConsumerSettings(BaseModel):
         description="own users whose row (demographics) a worker remembers, ~300 bytes each; below "
         "the users a full load writes, each user is read back from Gorse when their ratings come",
     )
+    remembered_feedback_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="like/unlike rows of its own users a worker remembers (~40 bytes each, item ids "
+        "shared; users known to hold nothing cost an id); past it the least recently written "
+        "users are read again from Gorse when next needed",
+    )
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
     item_cache_ttl_s: float = Field(
         60.0,

@@ -340,9 +340,91 @@ async def test_users_evicted_while_holding_nothing_are_not_read_again() -> None:
             plan.liked_users.add(u)
         await sink.write(plan)
     assert g.feedback == {("unlike", u, "m1") for u in users}  # the old likes deleted
-    assert g.like_reads == 60 + 5, "only the users who held something are read again"
+    # the 5 who held something fit the memory (10 users); the 55 who held nothing never
+    # took a place in it (ids only), so none is read again
+    assert g.like_reads == 60, "users known to hold nothing are not read again"
     mapper = sink.mapper
     assert all(g.written_users[u].labels == mapper.with_liked(g.users[u], []).labels for u in users)
     sink.liked.forget()
     await sink.write(WritePlan(liked_users={"u30"}))
-    assert g.like_reads == 66  # forgetting drops what was known empty too
+    assert g.like_reads == 61  # forgetting drops what was known empty too
+
+
+class IndexedGorse(StoringGorse):
+    """The same answers in constant time a call (12k users; the test rates only m1)."""
+
+    async def delete_feedback(self, user_id: str, item_id: str, ftype: str | None = None) -> None:
+        keys = {(t, user_id, item_id) for t in (("like", "unlike") if ftype is None else (ftype,))}
+        if ftype is not None and not keys & self.feedback:
+            self.empty_deletes += 1
+        self.feedback -= keys
+
+    async def user_feedback(self, user_id: str, ftype: str | None = None) -> list[Feedback]:
+        self.like_reads += 1
+        return [
+            Feedback(t, user_id, i)
+            for t in ("like", "unlike")
+            for i in ("m1",)
+            if (t, user_id, i) in self.feedback
+        ]
+
+
+async def test_a_stream_that_keeps_adding_users_reads_each_once() -> None:
+    """The activity adds a user in 8 % of its changes: a 5-minute run grew 943 users to ~25k,
+    and a 10k-user memory then read a user again at most of their changes. The memory is
+    bounded by feedback rows (ids shared), so 12k users with a few rows each stay remembered."""
+    g = IndexedGorse()
+    g.items.update({f"m{n}": Item(f"m{n}", {"genres": [GENRES[n % 5]]}, comment="M") for n in range(5)})
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=8, remember_likes=True)  # type: ignore[arg-type]
+    users = [f"new{n:05}" for n in range(12_000)]
+    for start in range(0, len(users), 150):  # the new users' rows (each read once: nothing)
+        chunk = users[start : start + 150]
+        await sink.write(
+            WritePlan(upsert_users={u: User(u, {"age": 20}) for u in chunk}, liked_users=set(chunk))
+        )
+    for start in range(0, len(users), 150):  # then a like each
+        plan = WritePlan()
+        for u in users[start : start + 150]:
+            plan.put_feedback[(u, "m1")] = Feedback("like", u, "m1", 5.0)
+            plan.stale_feedback.append(("unlike", u, "m1"))
+            plan.liked_users.add(u)
+        await sink.write(plan)
+    assert g.like_reads == len(users)  # each new user read once, at their row
+    for start in range(0, len(users), 150):  # every user re-rates: a crossing, like -> unlike
+        plan = WritePlan()
+        for u in users[start : start + 150]:
+            plan.put_feedback[(u, "m1")] = Feedback("unlike", u, "m1", 2.0)
+            plan.stale_feedback.append(("like", u, "m1"))
+            plan.liked_users.add(u)
+        await sink.write(plan)
+    assert g.like_reads == len(users), "remembered users were read again"
+    assert g.feedback == {("unlike", u, "m1") for u in users} and g.empty_deletes == 0
+
+
+async def test_the_memory_is_bounded_by_feedback_rows_and_stays_exact() -> None:
+    """Past ``likes_rows`` rows the least recently used users are forgotten (read again when
+    next written); the count of rows stays within the bound and the labels stay exact."""
+    g = StoringGorse()
+    items = [f"m{n}" for n in range(10)]
+    g.items.update({i: Item(i, {"genres": [GENRES[n % 5]]}, comment="M") for n, i in enumerate(items)})
+    users = [f"u{n}" for n in range(8)]
+    g.users.update({u: User(u, {"age": 30}) for u in users})
+    g.feedback |= {("like", u, i) for u in users for i in items}  # 10 rows each, 80 in all
+    sink = GorseSink(g, build_mapper(Settings()), concurrency=1, remember_likes=True)  # type: ignore[arg-type]
+    sink.liked._rows_max = 35
+    for u in users:
+        await sink.write(WritePlan(liked_users={u}))
+    assert g.like_reads == 8
+    assert sink.liked._rows <= 35 and len(sink.liked._held) == 3  # u5, u6, u7
+    plan = WritePlan()
+    for u in ("u0", "u7"):  # u0 forgotten: read again; u7 remembered
+        plan.put_feedback[(u, "m0")] = Feedback("unlike", u, "m0", 2.0)
+        plan.stale_feedback.append(("like", u, "m0"))
+        plan.liked_users.add(u)
+    await sink.write(plan)
+    assert g.like_reads == 9
+    assert sink.liked._rows == sum(len(v) for h, _ in sink.liked._held.values() for v in h.values())
+    for u in ("u0", "u7"):
+        liked = sorted({v for i in items[1:] for v in sink.mapper.item_label_values(g.items[i].labels)})
+        assert g.written_users[u].labels == sink.mapper.with_liked(g.users[u], liked).labels
+    assert ("like", "u0", "m0") not in g.feedback and ("like", "u7", "m0") not in g.feedback
