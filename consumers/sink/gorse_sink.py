@@ -124,6 +124,8 @@ class GorseSink:
             remember_likes=remember_likes,
             demographics_cache=remembered_users,
             likes_rows=remembered_rows,
+            # a full load of more users keeps every one known empty until their ratings come
+            empty_max=max(500_000, remembered_users),
         )
         self._batch = client.batch_size
         self._owed: set[str] = set()  # items whose likers' refresh a failed plan still owes

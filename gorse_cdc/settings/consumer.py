@@ -58,8 +58,9 @@ class ConsumerSettings(BaseModel):
     remembered_users: int = Field(
         200_000,
         ge=1,
-        description="own users whose row (demographics) a worker remembers, ~300 bytes each; below "
-        "the users a full load writes, each user is read back from Gorse when their ratings come",
+        description="own users whose row (demographics) a worker remembers, ~300 bytes each (and "
+        "as many ids, at least 500k, of users known to hold no feedback); below the users a full "
+        "load writes, each user is read back from Gorse when their ratings come",
     )
     remembered_feedback_rows: int = Field(
         1_000_000,
