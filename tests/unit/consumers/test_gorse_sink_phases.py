@@ -372,3 +372,40 @@ async def test_a_retell_outage_backs_off_and_is_logged_once(caplog: pytest.LogCa
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2, messages
     assert "backoff" in messages[0] and "after 6 failed tries" in messages[1]
+
+
+async def test_a_sole_writer_skips_the_retell_of_edits_made_while_it_was_alone() -> None:
+    """One worker that alone held every shard since before an edit wrote every liker since
+    with the edit's values: nothing to tell again (a 1M-rating load was followed by ~10 min of
+    such refresh records). An edit made before it was alone is still told again."""
+    from tests.unit.consumers.fakes import ManualClock
+
+    gorse = RecordingGorse()
+    publisher, clock = RecordingPublisher(), ManualClock()
+    sink = GorseSink(gorse, build_mapper(Settings()), publisher=publisher, retell_after_s=61, clock=clock)  # type: ignore[arg-type]
+    alone_since: list[float | None] = [None]
+    sink.sole_writer_since = lambda: alone_since[0]
+    await sink.write(WritePlan(upsert_items={"old": Item("old", {"genres": ["Drama"]}, comment="T")}))
+    clock.advance(5)
+    alone_since[0] = clock()  # alone from now: "old" was edited before
+    await sink.write(WritePlan(upsert_items={"new": Item("new", {"genres": ["Drama"]}, comment="T")}))
+    gorse.likers = {"old": ["late"], "new": ["late"]}  # liked after the edits
+    reads: list[str] = []
+    inner = gorse.item_feedback
+
+    async def item_feedback(item_id: str, ftype: str | None = None) -> list[Feedback]:
+        reads.append(item_id)
+        return await inner(item_id, ftype)
+
+    gorse.item_feedback = item_feedback  # type: ignore[method-assign]
+    clock.advance(70)
+    assert await sink.retell_due() == 1
+    assert reads == ["old"] and publisher.published[-1] == {"late": {"old": ("Drama",)}}
+    assert sink.retells_skipped == 1
+    alone_since[0] = None  # another worker appeared: edits from now are told again
+    await sink.write(WritePlan(upsert_items={"new": Item("new", {"genres": ["Comedy"]}, comment="T")}))
+    gorse.likers["new"] = ["late", "later"]  # told at the edit: "late"; liked since: "later"
+    reads.clear()
+    clock.advance(70)
+    assert await sink.retell_due() == 1 and reads == ["new"]
+    assert publisher.published[-1] == {"later": {"new": ("Comedy",)}}
