@@ -65,9 +65,9 @@ class ConsumerSettings(BaseModel):
     remembered_feedback_rows: int = Field(
         1_000_000,
         ge=1,
-        description="like/unlike rows of its own users a worker remembers (~40 bytes each, item ids "
-        "shared; users known to hold nothing cost an id); past it the least recently written "
-        "users are read again from Gorse when next needed",
+        description="like/unlike rows of its own users a worker remembers (~130 bytes each for "
+        "users of ~10 rows, item ids shared: 127 MiB a million; users known to hold nothing cost "
+        "an id); past it the least recently written users are read again from Gorse when needed",
     )
     item_cache_size: int = Field(50_000, ge=1, description="items whose labels the consumer caches")
     item_cache_ttl_s: float = Field(
