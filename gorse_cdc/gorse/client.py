@@ -246,15 +246,22 @@ class GorseClient:
                     payload = await resp.read()
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
             except aiohttp.ClientConnectorError as e:
-                self.servers.unreachable(base)
+                if self.servers.unreachable(base):  # once per outage, not at each retry
+                    log.warning(
+                        "Gorse server %s unreachable (%s): its calls go to the others, and it is "
+                        "tried again every %.0f s",
+                        base,
+                        e,
+                        self.servers.cool_off_s,
+                    )
                 if i + 1 < len(bases):
-                    log.warning("Gorse server %s unreachable (%s): trying %s", base, e, bases[i + 1])
                     continue
                 raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 self.servers.unreachable(base)  # the next request tries another server first
                 raise GorseRetriableError(method, path, None, f"{type(e).__name__}: {e}") from None
-            self.servers.reachable(base)
+            if self.servers.reachable(base):
+                log.warning("Gorse server %s answers again", base)
             self.served[base] += 1
             return status, payload, retry_after
         raise AssertionError("no Gorse server to send to")  # ServerRing never gives none

@@ -19,7 +19,7 @@ class ServerRing:
         if not urls:
             raise ValueError("at least one Gorse server URL is needed")
         self.urls = list(dict.fromkeys(u.rstrip("/") for u in urls))
-        self._cool_off_s = cool_off_s
+        self.cool_off_s = cool_off_s
         self._clock = clock
         self._next = 0
         self._down_until: dict[str, float] = {}
@@ -35,11 +35,16 @@ class ServerRing:
         down = sorted((u for u in rotation if u not in up), key=lambda u: self._down_until[u])
         return up + down
 
-    def unreachable(self, url: str) -> None:
-        self._down_until[url] = self._clock() + self._cool_off_s
+    def unreachable(self, url: str) -> bool:
+        """Cool ``url`` off; True when it was not already failing (an outage's first failure:
+        the one worth a warning; retries past each cool-off are not)."""
+        first = url not in self._down_until
+        self._down_until[url] = self._clock() + self.cool_off_s
+        return first
 
-    def reachable(self, url: str) -> None:
-        self._down_until.pop(url, None)
+    def reachable(self, url: str) -> bool:
+        """True when ``url`` had been failing (it is back)."""
+        return self._down_until.pop(url, None) is not None
 
     def is_down(self, url: str) -> bool:
         return self._down_until.get(url, 0.0) > self._clock()

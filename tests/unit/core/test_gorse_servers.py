@@ -110,3 +110,16 @@ async def test_client_spreads_calls_and_fails_over_past_a_refused_server() -> No
     finally:
         await ra.cleanup()
         await rb.cleanup()
+
+
+def test_an_outage_is_reported_once_and_the_return_once() -> None:
+    """The client warns when a server's outage begins and when it answers again, not at each
+    retry past a cool-off (a server killed 60 s warned 12 times per client)."""
+    clock = Clock()
+    ring = ServerRing(["a", "b"], cool_off_s=5.0, clock=clock)
+    assert ring.unreachable("a") is True
+    clock.now = 6.0  # cooled off, tried again, still down
+    assert ring.unreachable("a") is False
+    assert ring.reachable("b") is False  # b never failed
+    assert ring.reachable("a") is True and ring.reachable("a") is False
+    assert ring.unreachable("a") is True  # a new outage
