@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import importlib.util
 import os
 import resource
 import subprocess
@@ -65,6 +66,8 @@ def machine_busy() -> tuple[float, float]:
 def run_locust(
     target: str, host: str, key: str, args: argparse.Namespace, out: Path, pid: int, gorse_pid: int
 ) -> dict[str, float]:
+    if importlib.util.find_spec("locust") is None:
+        sys.exit("locust is not installed: .venv/bin/pip install -e '.[bench]'")
     prefix = out / target
     env = {
         **os.environ,
