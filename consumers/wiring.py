@@ -233,8 +233,4 @@ async def open_consumer(settings: Settings, metrics: Metrics | None = None) -> A
             blocked=lambda: applier.blocked,
             last_failure=applier.last_failure.get,
         )
-        consumer = Consumer(s, parts, metrics=metrics)
-        # a worker that alone held every shard since an edit skips its retell (a full load
-        # edits every item: ~10 min of redundant refresh records after a 1M-rating load)
-        sink.sole_writer_since = lambda: consumer.coordinator.sole_since
-        yield consumer
+        yield Consumer(s, parts, metrics=metrics)

@@ -71,10 +71,6 @@ class LeaseCoordinator:
         self.renewed_at: dict[str, float] = {}  # held lease -> last successful renew / take
         self.handoff_requested: dict[str, tuple[str, float]] = {}  # held -> (to whom, seen at)
         self._requested: dict[str, float] = {}  # leases this worker asked for -> when
-        # since when (clock) this worker alone has held every open shard's lease, without a
-        # break; None: another worker holds one, or may (a handoff asked, a lease lost, a
-        # shard ended: its children are free to take). Judged at each balance.
-        self.sole_since: float | None = None
 
     # ---- fencing ------------------------------------------------------------------------------
     def may_write(self, shard_id: str) -> bool:
@@ -148,12 +144,10 @@ class LeaseCoordinator:
                     if result.handoff_to and key not in self.handoff_requested:
                         log.info("handoff requested", extra={"shard": key, "to": result.handoff_to})
                         self.handoff_requested[key] = (result.handoff_to, self.clock())
-                        self.sole_since = None
             elif isinstance(result, LeaseLostError):
                 log.warning("lease lost", extra={"shard": key})
                 self.drop(key)
                 lost.append(key)
-                self.sole_since = None
             elif isinstance(result, Exception):
                 log.warning("lease renewal failed: %r", result, extra={"shard": key})
             else:
@@ -224,16 +218,7 @@ class LeaseCoordinator:
             self._seen[new.lease_key] = (new.lease_counter, self.clock())
             taken.append(new)
         self.last_balance_at = self.clock()
-        self._judge_sole(leases)
         return taken
-
-    def _judge_sole(self, leases: list[Lease]) -> None:
-        open_ = [le.lease_key for le in leases if not le.ended and le.lease_key not in self.gone]
-        sole = bool(open_) and all(k in self.held for k in open_) and not self.handoff_requested
-        if not sole:
-            self.sole_since = None
-        elif self.sole_since is None:
-            self.sole_since = self.clock()
 
     # ---- CheckpointStore (consumers.protocols) ------------------------------------------------
     async def checkpoint(self, shard_id: str, sequence_number: str) -> None:
@@ -257,7 +242,6 @@ class LeaseCoordinator:
         self.drop(shard_id)
 
     def drop(self, shard_id: str) -> None:
-        self.sole_since = None
         self.held.pop(shard_id, None)
         self.renewed_at.pop(shard_id, None)
         self.handoff_requested.pop(shard_id, None)

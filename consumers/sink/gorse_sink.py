@@ -106,11 +106,6 @@ class GorseSink:
         self.publisher = publisher
         self.retell_after_s = retell_after_s
         self.retell_items_per_tick = 100
-        # since when (clock) this process alone has written every user (the lease coordinator's
-        # sole_since); None: unknown, or other writers exist. Edits made since then need no
-        # retell: every liker since was written here, with the edit's values in the cache.
-        self.sole_writer_since: Callable[[], float | None] = lambda: None
-        self.retells_skipped = 0
         self._clock = clock
         # item -> (when, its new values, the likers told already): only users who liked it since
         # are told again, so a bulk load (every item new to this worker) is not told twice
@@ -357,12 +352,6 @@ class GorseSink:
         every item due at once, and reading all their likers every second (an item whose
         likers exceed a tick's budget stays due) was a storm of GETs (93k in a 1M-rating load)."""
         now = self._clock()
-        since = self.sole_writer_since()
-        if since is not None:  # one writer all along: nobody wrote a liker from an older copy
-            alone = [i for i, entry in self._retell.items() if entry[0] - self.retell_after_s >= since]
-            for i in alone:
-                del self._retell[i]
-            self.retells_skipped += len(alone)
         ready = sorted((entry[0], i) for i, entry in self._retell.items() if entry[0] <= now)
         due = {i: self._retell[i] for _, i in ready[: self.retell_items_per_tick]}
         if not due or self.publisher is None:

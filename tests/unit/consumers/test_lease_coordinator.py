@@ -171,35 +171,3 @@ async def test_children_of_a_parent_trimmed_from_the_stream_do_not_wait_forever(
     assert a.gone == {"shard-0000"}
     taken = sorted(le.lease_key for le in await a.balance())
     assert taken == [left, right]  # the children run; the gone parent is never taken
-
-
-async def test_sole_since_holds_only_while_this_worker_alone_holds_every_open_shard() -> None:
-    """The sink skips retells of edits made while one worker alone wrote every user
-    (GorseSink.sole_writer_since): any other owner, a handoff asked, a lease lost or a shard
-    ended breaks it, and it restarts at the next balance that finds this worker alone."""
-    stream, table, clock = InMemoryStream(2), InMemoryLeaseTable(), ManualClock()
-    a, b = coordinator(table, "a", clock), coordinator(table, "b", clock)
-    await a.sync_shards(await stream.list_shards())
-    assert a.sole_since is None
-    await a.balance()
-    assert a.sole_since == clock()
-    first = a.sole_since
-    clock.advance(3)
-    await a.renew()
-    await a.balance()
-    assert a.sole_since == first  # unbroken
-    await b.balance()  # b asks for a lease
-    await a.renew()
-    assert a.handoff_requested and a.sole_since is None
-    asked = next(iter(a.handoff_requested))
-    assert await a.hand_off(asked)
-    await b.balance()
-    await a.balance()
-    assert a.sole_since is None  # b owns a shard
-    table.force_owner(asked, "a")  # b gone, its lease back to a (as if taken)
-    a.held[asked] = table.rows[asked]
-    clock.advance(1)
-    await a.balance()
-    assert a.sole_since == clock()  # a new run of sole ownership, from now
-    table.force_owner(asked, "c")  # stolen
-    assert await a.renew() == [asked] and a.sole_since is None
