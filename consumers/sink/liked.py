@@ -66,6 +66,11 @@ class KeyedLocks:
                     self._locks[k] = (lock, n - 1)
 
 
+def _rows(held: dict[str, set[str]]) -> int:
+    """Feedback rows in one user's memory."""
+    return sum(len(items) for items in held.values())
+
+
 class LikedLabelsWriter:
     """``demographics_cache``: users whose shard this worker holds are written only by it, so
     their demographic labels are remembered (bounded LRU, ~300 bytes a user: a full load's
@@ -145,12 +150,10 @@ class LikedLabelsWriter:
             self._empty.discard(user_id)
             self._empty_old.discard(user_id)
 
-    def _drop(self, user_id: str) -> dict[str, set[str]] | None:
+    def _drop(self, user_id: str) -> None:
         hit = self._held.pop(user_id, None)
-        if hit is None:
-            return None
-        self._rows -= sum(len(items) for items in hit[0].values())
-        return hit[0]
+        if hit is not None:
+            self._rows -= _rows(hit[0])
 
     def changed(
         self,
@@ -215,15 +218,16 @@ class LikedLabelsWriter:
             return
         self._empty.discard(user_id)
         self._held[user_id] = (held, self._clock())  # item ids interned by the callers: shared
-        self._rows += sum(len(items) for items in held.values())
+        self._rows += _rows(held)
         self._trim()
 
     def _trim(self) -> None:
         """Evict the least recently used until within both bounds (the last one stays)."""
         now = self._clock()
         while len(self._held) > 1 and (len(self._held) > self._likes_max or self._rows > self._rows_max):
-            gone, (was, stamp) = self._held.popitem(last=False)
-            self._rows -= sum(len(items) for items in was.values())
+            gone = next(iter(self._held))
+            was, stamp = self._held[gone]
+            self._drop(gone)
             if now - stamp <= self._ttl and not any(was.values()) and len(self._empty) < self._empty_max:
                 self._empty.add(gone)
 
