@@ -59,6 +59,14 @@ class StoringGorse(RecordingGorse):
             self.users[u.user_id] = u
 
 
+def rate(plan: WritePlan, user: str, item: str, ftype: str) -> None:
+    """A rating of ``ftype`` in the plan as the mapper writes it: the row, a stale delete of the
+    other type (any update may cross the threshold), the user's labels to recompute."""
+    plan.put_feedback[(user, item)] = Feedback(ftype, user, item, 5.0 if ftype == "like" else 2.0)
+    plan.stale_feedback.append(("unlike" if ftype == "like" else "like", user, item))
+    plan.liked_users.add(user)
+
+
 def one_plan(rng: random.Random, g: StoringGorse, users: list[str], items: list[str]) -> WritePlan:
     plan = WritePlan()
     for _ in range(rng.randint(1, 12)):
@@ -67,10 +75,7 @@ def one_plan(rng: random.Random, g: StoringGorse, users: list[str], items: list[
             continue
         kind = rng.random()
         if kind < 0.75:
-            t = "like" if rng.random() < 0.6 else "unlike"
-            plan.put_feedback[(u, i)] = Feedback(t, u, i, 5.0 if t == "like" else 2.0)
-            other = "unlike" if t == "like" else "like"
-            plan.stale_feedback.append((other, u, i))  # as the mapper: any update may cross
+            rate(plan, u, i, "like" if rng.random() < 0.6 else "unlike")
         else:
             plan.delete_feedback.append((u, i))
         plan.liked_users.add(u)
@@ -281,9 +286,7 @@ def load_plan(g: StoringGorse, users: list[str], rng: random.Random) -> WritePla
     plan = WritePlan(upsert_users={u: User(u, {"age": 30}) for u in users}, liked_users=set(users))
     for u in users:
         for i in rng.sample(sorted(g.items), 3):
-            t = "like" if rng.random() < 0.6 else "unlike"
-            plan.put_feedback[(u, i)] = Feedback(t, u, i, 5.0 if t == "like" else 2.0)
-            plan.stale_feedback.append(("unlike" if t == "like" else "like", u, i))
+            rate(plan, u, i, "like" if rng.random() < 0.6 else "unlike")
     return plan
 
 
@@ -335,9 +338,7 @@ async def test_users_evicted_while_holding_nothing_are_not_read_again() -> None:
     for chunk in range(0, 60, 10):
         plan = WritePlan()
         for u in users[chunk : chunk + 10]:
-            plan.put_feedback[(u, "m1")] = Feedback("unlike", u, "m1", 2.0)
-            plan.stale_feedback.append(("like", u, "m1"))
-            plan.liked_users.add(u)
+            rate(plan, u, "m1", "unlike")
         await sink.write(plan)
     assert g.feedback == {("unlike", u, "m1") for u in users}  # the old likes deleted
     # the 5 who held something fit the memory (10 users); the 55 who held nothing never
@@ -385,17 +386,13 @@ async def test_a_stream_that_keeps_adding_users_reads_each_once() -> None:
     for start in range(0, len(users), 150):  # then a like each
         plan = WritePlan()
         for u in users[start : start + 150]:
-            plan.put_feedback[(u, "m1")] = Feedback("like", u, "m1", 5.0)
-            plan.stale_feedback.append(("unlike", u, "m1"))
-            plan.liked_users.add(u)
+            rate(plan, u, "m1", "like")
         await sink.write(plan)
     assert g.like_reads == len(users)  # each new user read once, at their row
     for start in range(0, len(users), 150):  # every user re-rates: a crossing, like -> unlike
         plan = WritePlan()
         for u in users[start : start + 150]:
-            plan.put_feedback[(u, "m1")] = Feedback("unlike", u, "m1", 2.0)
-            plan.stale_feedback.append(("like", u, "m1"))
-            plan.liked_users.add(u)
+            rate(plan, u, "m1", "unlike")
         await sink.write(plan)
     assert g.like_reads == len(users), "remembered users were read again"
     assert g.feedback == {("unlike", u, "m1") for u in users} and g.empty_deletes == 0
@@ -418,9 +415,7 @@ async def test_the_memory_is_bounded_by_feedback_rows_and_stays_exact() -> None:
     assert sink.liked._rows <= 35 and len(sink.liked._held) == 3  # u5, u6, u7
     plan = WritePlan()
     for u in ("u0", "u7"):  # u0 forgotten: read again; u7 remembered
-        plan.put_feedback[(u, "m0")] = Feedback("unlike", u, "m0", 2.0)
-        plan.stale_feedback.append(("like", u, "m0"))
-        plan.liked_users.add(u)
+        rate(plan, u, "m0", "unlike")
     await sink.write(plan)
     assert g.like_reads == 9
     assert sink.liked._rows == sum(len(v) for h, _ in sink.liked._held.values() for v in h.values())
